@@ -54,7 +54,11 @@ impl ValidationError {
 
     /// The same error with `prefix.` put in front of the field (`Checks[1]` + `Interval`).
     pub fn within(mut self, prefix: &str) -> Self {
-        self.field = format!("{prefix}.{}", self.field);
+        self.field = match (prefix.is_empty(), self.field.is_empty()) {
+            (true, _) => self.field,
+            (false, true) => prefix.to_owned(),
+            (false, false) => format!("{prefix}.{}", self.field),
+        };
         self
     }
 }

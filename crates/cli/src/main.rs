@@ -1,1 +1,161 @@
-fn main() {}
+//! `wayfinder`: service discovery and load balancing in one binary.
+//!
+//! `wayfinder agent --dev` runs an agent with a throw-away catalog; without `--dev` the catalog
+//! lives in `--data-dir` and survives restarts and crashes.
+#![forbid(unsafe_code)]
+
+mod banner;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio::signal::unix::{SignalKind, signal};
+use wayfinder_server::config::{
+    DEFAULT_DATA_DIR, DEFAULT_DATACENTER, DEFAULT_HTTP_ADDR, default_node_name,
+};
+use wayfinder_server::{Agent, AgentConfig, DataDir};
+
+#[derive(Parser)]
+#[command(
+    name = "wayfinder",
+    version,
+    about = "Service discovery and load balancing, Consul-compatible"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run an agent: the registry, health checks and the Consul-shaped HTTP API.
+    Agent(AgentArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// Keep the catalog in a temporary directory, removed at exit.
+    #[arg(long, conflicts_with = "data_dir")]
+    dev: bool,
+    /// Directory of the durable catalog.
+    #[arg(long, env = "WAYFINDER_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Directory of service definition files (*.hcl, *.json), reloaded on SIGHUP.
+    #[arg(long, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    /// Address of the HTTP API (port 0 picks a free port; the banner shows it).
+    #[arg(long, default_value = DEFAULT_HTTP_ADDR, value_name = "ADDR")]
+    http_addr: SocketAddr,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormatArg,
+    /// Log filter, e.g. `info` or `wayfinder_health=debug`.
+    #[arg(long, env = "WAYFINDER_LOG", default_value = "info")]
+    log_level: String,
+    /// Allow script checks registered through the HTTP API (lets API callers run programs).
+    #[arg(long)]
+    enable_script_checks: bool,
+    /// Allow script checks defined in --config-dir files only.
+    #[arg(long)]
+    enable_local_script_checks: bool,
+    /// Node name shown in catalog answers (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// Datacenter name.
+    #[arg(long, default_value = DEFAULT_DATACENTER)]
+    datacenter: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Commands::Agent(args) => {
+            init_logging(&args)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("wayfinder")
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(run_agent(args))
+        }
+    }
+}
+
+fn init_logging(args: &AgentArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).with_context(|| {
+        format!(
+            "invalid --log-level {:?}; try `info` or `debug`",
+            args.log_level
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormatArg::Text => builder.init(),
+        LogFormatArg::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let data_dir = if args.dev {
+        DataDir::Temporary
+    } else {
+        DataDir::Path(
+            args.data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        )
+    };
+    let config = AgentConfig {
+        http_addr: args.http_addr,
+        data_dir,
+        config_dir: args.config_dir,
+        enable_script_checks: args.enable_script_checks,
+        enable_local_script_checks: args.enable_local_script_checks,
+        node_name: args.node.unwrap_or_else(default_node_name),
+        datacenter: args.datacenter,
+    };
+    let agent = Agent::start(config.clone())
+        .await
+        .context("the agent could not start")?;
+    banner::print(&config, &agent);
+
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let reloader = agent.reloader();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading config files");
+            match reloader.reload().await {
+                Ok(summary) => tracing::info!(
+                    registered = summary.registered,
+                    removed = summary.removed,
+                    "config reloaded"
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "config reload refused; the running catalog is unchanged")
+                }
+            }
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+    };
+    agent
+        .serve(shutdown)
+        .await
+        .context("the agent stopped with an error")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

@@ -1,1 +1,38 @@
-//! placeholder
+//! Wayfinder's health checks: the runners that probe (HTTP, TCP, exec, gRPC) or wait for
+//! heartbeats (TTL), and the [`Scheduler`] that keeps one runner per catalog check.
+//!
+//! What this crate owns: *when* a check runs (interval, first-run stagger, jitter, timeouts),
+//! *how* a probe result becomes a status (Consul's success/failure thresholds), and *when* a
+//! status change or a `DeregisterCriticalServiceAfter` expiry is worth a write.
+//!
+//! What it deliberately does not own: the catalog. A runner never writes; it sends a [`Report`]
+//! over a channel and the agent turns it into a command on its single write path (DESIGN.md,
+//! "One path for every write"). The catalog then tells the scheduler what it now holds through
+//! [`Scheduler::update`]. That loop is what keeps "a result that does not change a status writes
+//! nothing": a runner reports only when its derived status differs from the catalog's, and keeps
+//! the live output of every run in memory as an [`Observation`] instead of writing it.
+//!
+//! Data flow, following a check's life:
+//! `scheduler` (one runner task per check) → `runner` (timers, TTL, deregister-after) →
+//! `probe::*` (one run) → `counters` (thresholds) → `gate` (report only real, new changes)
+//! → [`Report`] on the channel.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+#![warn(missing_docs)]
+
+mod config;
+mod counters;
+mod error;
+mod gate;
+mod jitter;
+mod probe;
+mod report;
+mod runner;
+mod scheduler;
+
+pub use config::{
+    DEFAULT_FIRST_RUN_MAX_DELAY, DEFAULT_MAX_CONCURRENT_EXEC, DEFAULT_USER_AGENT, SchedulerConfig,
+};
+pub use error::HealthError;
+pub use report::{Observation, Report};
+pub use scheduler::Scheduler;

@@ -1,1 +1,20 @@
-//! placeholder
+//! The Wayfinder agent: the write path, the Consul-shaped HTTP API, and config files.
+//!
+//! Where to look (DESIGN.md, "One path for every write"):
+//! - a write enters through [`api`] (or a config file via [`agent::Reloader`], or a health
+//!   report) as a `wayfinder_catalog::Command` submitted to [`write_path::Writer`];
+//! - it becomes durable in the writer task's `Store::commit` (group commit);
+//! - the snapshot is swapped in [`snapshots::Snapshots::publish`];
+//! - readers ([`api`] handlers) take [`snapshots::Snapshots::load`], and subscribers (the health
+//!   scheduler) hear about each batch.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod api;
+pub mod config;
+pub mod consul;
+pub mod snapshots;
+pub mod write_path;
+
+pub use agent::{Agent, AgentError, ReloadSummary, Reloader};
+pub use config::{AgentConfig, DataDir, LogFormat};

@@ -1,0 +1,40 @@
+//! The start-up banner: where everything listens, on stdout, so a newcomer (and the test
+//! harness) can see it at a glance.
+
+use std::io::Write;
+use wayfinder_server::{Agent, AgentConfig, DataDir};
+
+/// Prints the banner and flushes, so readers of a pipe see it immediately.
+pub fn print(config: &AgentConfig, agent: &Agent) {
+    let storage = match config.data_dir {
+        DataDir::Temporary => format!("{} (temporary: --dev)", agent.data_dir().display()),
+        DataDir::Path(_) => format!("{} (durable)", agent.data_dir().display()),
+    };
+    let config_dir = config.config_dir.as_ref().map_or_else(
+        || "none".to_owned(),
+        |dir| format!("{} (SIGHUP reloads)", dir.display()),
+    );
+    let scripts = match (
+        config.enable_script_checks,
+        config.enable_local_script_checks,
+    ) {
+        (true, _) => "enabled (API and config files)",
+        (false, true) => "enabled for config files only",
+        (false, false) => "disabled",
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "Wayfinder agent {version} running\n  \
+           node:          {node} ({dc})\n  \
+           data dir:      {storage}\n  \
+           config dir:    {config_dir}\n  \
+           script checks: {scripts}\n  \
+           HTTP API:      http://{addr}",
+        version = env!("CARGO_PKG_VERSION"),
+        node = config.node_name,
+        dc = config.datacenter,
+        addr = agent.http_addr(),
+    );
+    let _ = out.flush();
+}

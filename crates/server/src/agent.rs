@@ -1,0 +1,340 @@
+//! The running agent: opens the store, restores the catalog, starts the writer and the health
+//! scheduler, loads config files, and serves the API until told to stop.
+//!
+//! Start-up order matters: the catalog is restored and config files are validated *before* the
+//! listener is bound, so a broken file stops the agent before anyone can talk to it. Shutdown
+//! runs the other way: stop accepting requests and let in-flight ones finish, stop the checks,
+//! then let the writer drain its queue and close the store cleanly.
+
+use crate::api::{self, ApiState};
+use crate::config::service_files::{self, ConfigError, Definitions, ScriptPolicy};
+use crate::config::{AgentConfig, DataDir};
+use crate::consul::response::NodeInfo;
+use crate::snapshots::Snapshots;
+use crate::write_path::{Published, Subscriber, WriteError, Writer};
+use futures::future::join_all;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use wayfinder_catalog::{CatalogError, Command, Source, Touched};
+use wayfinder_health::{Report, Scheduler, SchedulerConfig};
+use wayfinder_store::{EmbeddedStore, Store, StoreError};
+
+/// Reports from check runners that may wait for the writer.
+const REPORT_QUEUE: usize = 4096;
+
+/// Why the agent could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A config file is broken; nothing was loaded.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The temporary data dir for `--dev` could not be created.
+    #[error("cannot create a temporary data dir for --dev: {0}; check TMPDIR is writable")]
+    TempDir(std::io::Error),
+    /// The HTTP address could not be bound.
+    #[error(
+        "cannot listen on {addr}: {source}; is another agent (or Consul) using it? pass --http-addr"
+    )]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed while running.
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    /// Applying config-file definitions failed.
+    #[error("applying config files failed: {0}")]
+    Apply(#[from] WriteError),
+}
+
+/// What a config reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Services and checks registered (or re-registered) from files.
+    pub registered: usize,
+    /// Config-file services removed because their file no longer defines them.
+    pub removed: usize,
+}
+
+/// Feeds every published batch to the health scheduler, so runners start, stop and learn the
+/// catalog's status for exactly the checks that changed.
+struct HealthSubscriber(Scheduler);
+
+impl Subscriber for HealthSubscriber {
+    fn published(&self, change: &Published<'_>) {
+        let checks = change.touched.iter().filter_map(|touched| match touched {
+            Touched::Check(id) => Some(id),
+            _ => None,
+        });
+        self.0.update(change.catalog, checks);
+    }
+}
+
+/// Reloads `--config-dir` into the running catalog (SIGHUP).
+#[derive(Clone)]
+pub struct Reloader {
+    config_dir: Option<PathBuf>,
+    scripts: ScriptPolicy,
+    writer: Writer,
+    snapshots: Arc<Snapshots>,
+}
+
+impl Reloader {
+    /// Reads the config dir and reconciles: registers every definition and removes config-file
+    /// services that are no longer defined. A broken dir changes nothing.
+    pub async fn reload(&self) -> Result<ReloadSummary, AgentError> {
+        let definitions = match &self.config_dir {
+            Some(dir) => service_files::load_dir(dir, self.scripts)?,
+            None => Definitions::default(),
+        };
+        self.apply(definitions).await
+    }
+
+    async fn apply(&self, definitions: Definitions) -> Result<ReloadSummary, AgentError> {
+        let defined: BTreeSet<String> = definitions
+            .services
+            .iter()
+            .map(|r| r.instance.id.to_string())
+            .collect();
+        let registrations = definitions
+            .services
+            .into_iter()
+            .map(|r| Command::Register(Box::new(r)))
+            .chain(
+                definitions
+                    .checks
+                    .into_iter()
+                    .map(|c| Command::RegisterCheck(Box::new(c))),
+            );
+        let mut summary = ReloadSummary::default();
+        for result in join_all(registrations.map(|command| self.writer.submit(command))).await {
+            result?;
+            summary.registered += 1;
+        }
+        let stale: Vec<_> = self
+            .snapshots
+            .load()
+            .all_instances()
+            .filter(|view| view.instance.source == Source::Config)
+            .filter(|view| !defined.contains(view.instance.id.as_str()))
+            .map(|view| view.instance.id.clone())
+            .collect();
+        for id in stale {
+            match self.writer.submit(Command::Deregister(id)).await {
+                Ok(_) => summary.removed += 1,
+                Err(WriteError::Rejected(CatalogError::UnknownInstance(_))) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// A started agent, listening but not yet serving.
+pub struct Agent {
+    state: Arc<ApiState>,
+    listener: TcpListener,
+    http_addr: SocketAddr,
+    data_dir: PathBuf,
+    reloader: Reloader,
+    writer_task: JoinHandle<()>,
+    report_task: JoinHandle<()>,
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl Agent {
+    /// Opens the store, restores the catalog, loads config files, and binds the listener.
+    pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
+        let (data_dir, temporary) = match &config.data_dir {
+            DataDir::Path(path) => (path.clone(), None),
+            DataDir::Temporary => {
+                let dir = tempfile::Builder::new()
+                    .prefix("wayfinder-dev-")
+                    .tempdir()
+                    .map_err(AgentError::TempDir)?;
+                (dir.path().to_path_buf(), Some(dir))
+            }
+        };
+        let scripts = ScriptPolicy {
+            enable_script_checks: config.enable_script_checks,
+            enable_local_script_checks: config.enable_local_script_checks,
+        };
+        // Validate config files before touching anything: a broken file must stop start-up.
+        let definitions = match &config.config_dir {
+            Some(dir) => service_files::load_dir(dir, scripts)?,
+            None => Definitions::default(),
+        };
+
+        // Start-up only, before serving: a short blocking open and read is fine here.
+        let store = EmbeddedStore::open(&data_dir)?;
+        let catalog = store.load()?.into_catalog();
+        tracing::info!(
+            index = catalog.index(),
+            instances = catalog.instance_count(),
+            data_dir = %data_dir.display(),
+            "catalog restored"
+        );
+        let snapshots = Arc::new(Snapshots::new(catalog));
+
+        let (reports_tx, reports) = mpsc::channel(REPORT_QUEUE);
+        let scheduler = Scheduler::new(reports_tx, SchedulerConfig::default());
+        let store: Arc<dyn Store> = Arc::new(store);
+        let (writer, writer_task) = Writer::spawn(
+            store,
+            Arc::clone(&snapshots),
+            vec![Arc::new(HealthSubscriber(scheduler.clone()))],
+        );
+        {
+            let catalog = snapshots.load();
+            let all: Vec<_> = catalog.checks().map(|c| c.id.clone()).collect();
+            scheduler.update(&catalog, all.iter());
+        }
+        let report_task = tokio::spawn(write_reports(reports, writer.clone(), scheduler.clone()));
+
+        let reloader = Reloader {
+            config_dir: config.config_dir.clone(),
+            scripts,
+            writer: writer.clone(),
+            snapshots: Arc::clone(&snapshots),
+        };
+        let summary = reloader.apply(definitions).await?;
+        if config.config_dir.is_some() {
+            tracing::info!(
+                registered = summary.registered,
+                removed = summary.removed,
+                "config files loaded"
+            );
+        }
+
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| AgentError::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(AgentError::Serve)?;
+        let node = NodeInfo::new(
+            config.node_name.clone(),
+            http_addr.ip().to_string(),
+            config.datacenter.clone(),
+        );
+        let state = Arc::new(ApiState {
+            snapshots,
+            writer,
+            scheduler,
+            node,
+            enable_script_checks: config.enable_script_checks,
+        });
+        Ok(Agent {
+            state,
+            listener,
+            http_addr,
+            data_dir,
+            reloader,
+            writer_task,
+            report_task,
+            _temporary: temporary,
+        })
+    }
+
+    /// The address the HTTP API is bound to (useful with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The data directory in use (a temporary one with `--dev`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// A handle that reloads `--config-dir` while the agent serves.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops gracefully: in-flight requests finish,
+    /// checks stop, queued writes are made durable and the store is closed.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AgentError> {
+        let Agent {
+            state,
+            listener,
+            reloader,
+            writer_task,
+            report_task,
+            _temporary,
+            ..
+        } = self;
+        let scheduler = state.scheduler.clone();
+        let router = api::router(Arc::clone(&state));
+        drop(state);
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        tracing::info!("HTTP API stopped; stopping checks and closing the store");
+        scheduler.shutdown().await;
+        report_task.abort();
+        let _ = report_task.await;
+        drop(reloader);
+        drop(scheduler);
+        if let Err(error) = writer_task.await {
+            tracing::error!(%error, "writer task ended abnormally");
+        }
+        served.map_err(AgentError::Serve)
+    }
+}
+
+/// Turns check-runner reports into writes, in the order the runners sent them, dropping
+/// reports a later run or heartbeat has already superseded. Each write's durability is awaited
+/// on its own task, so many checks changing at once share one group commit; a report about
+/// something already gone (deregistered meanwhile) is not an error.
+async fn write_reports(mut reports: mpsc::Receiver<Report>, writer: Writer, scheduler: Scheduler) {
+    while let Some(report) = reports.recv().await {
+        if !scheduler.is_current(&report) {
+            continue;
+        }
+        let command = match report {
+            Report::Status {
+                check,
+                status,
+                output,
+            } => Command::SetCheckStatus {
+                id: check,
+                status,
+                output,
+            },
+            Report::DeregisterCritical { instance, check } => {
+                tracing::info!(
+                    %instance, %check,
+                    "deregistering: critical for longer than DeregisterCriticalServiceAfter"
+                );
+                Command::Deregister(instance)
+            }
+        };
+        let Ok(written) = writer.enqueue(command).await else {
+            return;
+        };
+        tokio::spawn(async move {
+            match written.await {
+                Ok(_)
+                | Err(WriteError::Rejected(
+                    CatalogError::UnknownCheck(_) | CatalogError::UnknownInstance(_),
+                )) => {}
+                Err(error) => tracing::warn!(%error, "health report not written"),
+            }
+        });
+    }
+}

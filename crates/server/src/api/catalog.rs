@@ -1,0 +1,52 @@
+//! `/v1/catalog/*`: what is registered, regardless of health.
+
+use super::State;
+use super::error::ApiError;
+use super::query::{Params, indexed};
+use crate::consul::response::ServiceNodeJson;
+use axum::extract::Path;
+use axum::response::Response;
+use std::collections::BTreeMap;
+
+/// Whether `node-meta` filters (repeatable `key:value`) match this agent's node. The node's
+/// only meta is Consul's `consul-network-segment` = "".
+pub(super) fn node_meta_matches(params: &Params) -> bool {
+    params.all("node-meta").all(|pair| {
+        let (key, value) = pair.split_once(':').unwrap_or((pair, ""));
+        key == "consul-network-segment" && value.is_empty()
+    })
+}
+
+/// `GET /v1/catalog/services`: service name → union of its instances' tags.
+pub async fn services(state: State, params: Params) -> Result<Response, ApiError> {
+    params.check_read(&state.node.datacenter)?;
+    let catalog = state.snapshots.load();
+    let mut services: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    if node_meta_matches(&params) {
+        for summary in catalog.services() {
+            services.insert(summary.name.as_str(), summary.tags.into_iter().collect());
+        }
+    }
+    Ok(indexed(catalog.index(), &services))
+}
+
+/// `GET /v1/catalog/service/{name}?tag=`: every instance of a service as a ServiceNode.
+pub async fn service(
+    state: State,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    params.check_read(&state.node.datacenter)?;
+    let catalog = state.snapshots.load();
+    let tags: Vec<&str> = params.all("tag").collect();
+    let nodes: Vec<ServiceNodeJson<'_>> = if node_meta_matches(&params) {
+        catalog
+            .instances_of(&name)
+            .filter(|view| view.instance.has_tags(&tags))
+            .map(|view| ServiceNodeJson::new(view.instance, &state.node))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(indexed(catalog.service_index(&name), &nodes))
+}

@@ -1,0 +1,143 @@
+//! `/v1/health/*`: instances and checks filtered by health.
+
+use super::State;
+use super::catalog::node_meta_matches;
+use super::error::ApiError;
+use super::query::{Params, indexed};
+use crate::consul::response::{HealthCheckJson, LastRun, ServiceEntryJson};
+use axum::extract::Path;
+use axum::response::Response;
+use wayfinder_catalog::{Check, Status};
+use wayfinder_health::Observation;
+
+/// The live output and latency of a check, from the scheduler's last run.
+fn last_run(observation: Option<&Observation>) -> LastRun<'_> {
+    observation.map_or_else(LastRun::default, |o| LastRun {
+        output: Some(&o.output),
+        latency: Some(o.latency),
+    })
+}
+
+/// `GET /v1/health/service/{name}?passing&tag=`: instances with node, service and checks.
+/// `?passing` keeps only instances whose every check passes (warning is dropped, as in Consul).
+pub async fn service(
+    state: State,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    params.check_read(&state.node.datacenter)?;
+    let passing = params.flag("passing")?;
+    let catalog = state.snapshots.load();
+    let tags: Vec<&str> = params.all("tag").collect();
+    let views: Vec<_> = if node_meta_matches(&params) {
+        catalog
+            .instances_of(&name)
+            .filter(|view| view.instance.has_tags(&tags))
+            .filter(|view| !passing || view.health == Status::Passing)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let observations: Vec<Vec<(String, Observation)>> = views
+        .iter()
+        .map(|view| {
+            view.checks
+                .iter()
+                .filter_map(|c| {
+                    state
+                        .scheduler
+                        .observation(c.id.as_str())
+                        .map(|o| (c.id.to_string(), o))
+                })
+                .collect()
+        })
+        .collect();
+    let entries: Vec<ServiceEntryJson<'_>> = views
+        .iter()
+        .zip(&observations)
+        .map(|(view, observed)| {
+            ServiceEntryJson::new(view, &state.node, |check: &Check| {
+                last_run(
+                    observed
+                        .iter()
+                        .find(|(id, _)| id == check.id.as_str())
+                        .map(|(_, o)| o),
+                )
+            })
+        })
+        .collect();
+    Ok(indexed(catalog.service_index(&name), &entries))
+}
+
+/// `GET /v1/health/checks/{name}`: the checks of every instance of a service.
+pub async fn checks(
+    state: State,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    params.check_read(&state.node.datacenter)?;
+    let catalog = state.snapshots.load();
+    let checks: Vec<_> = catalog.checks_of_service(&name).collect();
+    let observations: Vec<Option<Observation>> = checks
+        .iter()
+        .map(|c| state.scheduler.observation(c.id.as_str()))
+        .collect();
+    let body: Vec<HealthCheckJson<'_>> = checks
+        .iter()
+        .zip(&observations)
+        .map(|(check, observed)| {
+            let owner = check
+                .service_id
+                .as_ref()
+                .and_then(|id| catalog.instance(id.as_str()))
+                .map(|v| v.instance.as_ref());
+            HealthCheckJson::new(check, owner, &state.node, last_run(observed.as_ref()))
+        })
+        .collect();
+    Ok(indexed(catalog.service_index(&name), &body))
+}
+
+/// `GET /v1/health/state/{state}`: every check in a state (`any` for all), including the
+/// node's `serfHealth`, which is always passing.
+pub async fn state(
+    state: State,
+    Path(wanted): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    params.check_read(&state.node.datacenter)?;
+    let filter: Option<Status> = match wanted.as_str() {
+        "any" => None,
+        other => Some(other.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "Bad state {other:?}: use any, passing, warning or critical"
+            ))
+        })?),
+    };
+    let catalog = state.snapshots.load();
+    let checks: Vec<_> = catalog
+        .checks()
+        .filter(|c| filter.is_none_or(|s| c.status == s))
+        .collect();
+    let observations: Vec<Option<Observation>> = checks
+        .iter()
+        .map(|c| state.scheduler.observation(c.id.as_str()))
+        .collect();
+    let mut body = Vec::with_capacity(checks.len() + 1);
+    if filter.is_none_or(|s| s == Status::Passing) {
+        body.push(HealthCheckJson::serf(&state.node));
+    }
+    for (check, observed) in checks.iter().zip(&observations) {
+        let owner = check
+            .service_id
+            .as_ref()
+            .and_then(|id| catalog.instance(id.as_str()))
+            .map(|v| v.instance.as_ref());
+        body.push(HealthCheckJson::new(
+            check,
+            owner,
+            &state.node,
+            last_run(observed.as_ref()),
+        ));
+    }
+    Ok(indexed(catalog.index(), &body))
+}

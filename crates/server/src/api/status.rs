@@ -1,0 +1,15 @@
+//! `/v1/status/*`: a single agent is its own leader.
+
+use super::State;
+use super::query::json;
+use axum::response::Response;
+
+/// `GET /v1/status/leader`: a JSON string, the leader's address (this agent).
+pub async fn leader(state: State) -> Response {
+    json(&format!("{}:8300", state.node.address))
+}
+
+/// `GET /v1/status/peers`: the raft peers (this agent alone).
+pub async fn peers(state: State) -> Response {
+    json(&[format!("{}:8300", state.node.address)])
+}

@@ -1,0 +1,77 @@
+//! Everything a user can set on the agent, with defaults that work on one machine with nothing
+//! installed (DESIGN.md invariant).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Default HTTP API address: Consul's port, on loopback so a fresh agent exposes nothing.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8500";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./wayfinder-data";
+/// Default datacenter name, as Consul's.
+pub const DEFAULT_DATACENTER: &str = "dc1";
+/// Largest request body accepted, in bytes (1 MiB); larger bodies get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Where the catalog is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDir {
+    /// A durable directory that survives restarts.
+    Path(PathBuf),
+    /// A temporary directory removed at exit (`--dev`).
+    Temporary,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// Where the catalog is stored.
+    pub data_dir: DataDir,
+    /// Directory of service definition files (`*.hcl`, `*.json`), if any.
+    pub config_dir: Option<PathBuf>,
+    /// Allow script checks registered through the HTTP API (remote code execution: off by
+    /// default, as in Consul).
+    pub enable_script_checks: bool,
+    /// Allow script checks from config files only.
+    pub enable_local_script_checks: bool,
+    /// This agent's node name, shown in every catalog answer.
+    pub node_name: String,
+    /// This agent's datacenter.
+    pub datacenter: String,
+}
+
+impl AgentConfig {
+    /// Settings for a throw-away agent: temporary data dir, loopback, ephemeral port allowed.
+    pub fn dev(http_addr: SocketAddr) -> Self {
+        Self {
+            http_addr,
+            data_dir: DataDir::Temporary,
+            config_dir: None,
+            enable_script_checks: false,
+            enable_local_script_checks: false,
+            node_name: default_node_name(),
+            datacenter: DEFAULT_DATACENTER.to_owned(),
+        }
+    }
+}
+
+/// The machine's host name, or `wayfinder` when it cannot be read.
+pub fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "wayfinder".to_owned())
+}

@@ -1,0 +1,44 @@
+//! The published catalog: immutable snapshots swapped in with one pointer store.
+//!
+//! Readers call [`Snapshots::load`] and get an `Arc<Catalog>` they can hold as long as they
+//! like; the writer replaces it whole. No reader waits on IO or on the writer (DESIGN.md
+//! invariant), and the index watch lets blocking readers sleep until the catalog moves.
+
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use tokio::sync::watch;
+use wayfinder_catalog::Catalog;
+
+/// The current catalog, and a signal that fires when it is replaced.
+pub struct Snapshots {
+    current: ArcSwap<Catalog>,
+    index: watch::Sender<u64>,
+}
+
+impl Snapshots {
+    /// Starts from `catalog` (restored from the store).
+    pub fn new(catalog: Catalog) -> Self {
+        let (index, _) = watch::channel(catalog.index());
+        Self {
+            current: ArcSwap::from_pointee(catalog),
+            index,
+        }
+    }
+
+    /// The catalog as of the last durable write.
+    pub fn load(&self) -> Arc<Catalog> {
+        self.current.load_full()
+    }
+
+    /// Replaces the catalog. Only the writer calls this, after the store commit.
+    pub(crate) fn publish(&self, catalog: Arc<Catalog>) {
+        let index = catalog.index();
+        self.current.store(catalog);
+        self.index.send_replace(index);
+    }
+
+    /// A receiver that wakes whenever a new catalog is published.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.index.subscribe()
+    }
+}
