@@ -11,21 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use wayfinder_catalog::{
-    Catalog, Check, CheckDefinition, CheckId, CheckKind, Command, EventKind, Instance,
-    InstanceId, Outcome, Registration, Rows, ServiceName, Status, Touched,
+    Catalog, Check, CheckDefinition, CheckId, CheckKind, Command, EventKind, Instance, InstanceId,
+    Outcome, Registration, Rows, ServiceName, Status, Touched,
 };
 
 const SERVICES: &[&str] = &["web", "api", "db"];
 const INSTANCES: &[&str] = &["a", "b", "c", "d"];
 /// Explicit IDs plus some of the defaults (`service:<id>[:n]`) so they collide.
-const CHECKS: &[&str] = &[
-    "c1",
-    "c2",
-    "c3",
-    "service:a",
-    "service:a:1",
-    "service:b:2",
-];
+const CHECKS: &[&str] = &["c1", "c2", "c3", "service:a", "service:a:1", "service:b:2"];
 
 /// One step: a command and the gap to the index it is applied at (0 offers the current index,
 /// which must be refused).
@@ -78,7 +71,9 @@ fn arb_kind() -> impl Strategy<Value = CheckKind> {
 }
 
 /// A check definition; about one in twenty breaks a rule (a TTL check with an interval).
-fn arb_check(ids: impl Strategy<Value = Option<&'static str>>) -> impl Strategy<Value = CheckDefinition> {
+fn arb_check(
+    ids: impl Strategy<Value = Option<&'static str>>,
+) -> impl Strategy<Value = CheckDefinition> {
     (
         ids,
         select(vec!["", "probe"]),
@@ -172,11 +167,7 @@ fn arb_steps() -> impl Strategy<Value = Vec<Step>> {
         prop_oneof![1 => Just(0u64), 15 => 1u64..=3],
         prop::bool::weighted(0.3),
     )
-        .prop_map(|(action, gap, flush)| Step {
-            action,
-            gap,
-            flush,
-        });
+        .prop_map(|(action, gap, flush)| Step { action, gap, flush });
     prop::collection::vec(step, 1..80)
 }
 
@@ -252,7 +243,10 @@ fn check_outcome(
     outcome: &Outcome,
 ) -> Result<(), TestCaseError> {
     if outcome.is_empty() {
-        prop_assert!(outcome.events.is_empty(), "events without writes: {outcome:?}");
+        prop_assert!(
+            outcome.events.is_empty(),
+            "events without writes: {outcome:?}"
+        );
         prop_assert_eq!(after.index(), before.index());
         // An empty outcome writes nothing, so the catalog must not have changed either, or the
         // store and the live catalog would part ways.
@@ -284,7 +278,8 @@ fn check_outcome(
                 _ => None,
             })
             .collect();
-        let in_both = before.instance(id.as_str()).is_some() && after.instance(id.as_str()).is_some();
+        let in_both =
+            before.instance(id.as_str()).is_some() && after.instance(id.as_str()).is_some();
         let (was, is) = (expected_health(before, &id), expected_health(after, &id));
         if in_both && was != is {
             prop_assert_eq!(changes, vec![(was, is)], "instance {}", id);
@@ -385,7 +380,11 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         match catalog.apply(offered, &command) {
             Err(_) => prop_assert_eq!(&catalog, &before, "a refused command changed the catalog"),
             Ok(outcome) => {
-                prop_assert!(step.gap > 0, "index {offered} was not above {}", before.index());
+                prop_assert!(
+                    step.gap > 0,
+                    "index {offered} was not above {}",
+                    before.index()
+                );
                 check_outcome(&before, &catalog, offered, &outcome)?;
                 match &command {
                     Command::Register(r) => {
@@ -401,7 +400,11 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         }
         prop_assert!(catalog.index() >= before.index());
         check_queries(&catalog, &mut history)?;
-        prop_assert_eq!(&restored(&catalog), &catalog, "a restart from every row differs");
+        prop_assert_eq!(
+            &restored(&catalog),
+            &catalog,
+            "a restart from every row differs"
+        );
 
         if step.flush {
             stored.write(catalog.index(), catalog.rows_for(&unflushed));

@@ -39,7 +39,10 @@ fn re_registering_keeps_the_check_status() {
     // Changed definition (new notes) without an initial status: still the status it had.
     let mut changed = ttl_check(Some("alive"));
     changed.notes = "heartbeat from the worker".to_owned();
-    let outcome = apply(&mut catalog, &register(instance("web-1", "web"), vec![changed]));
+    let outcome = apply(
+        &mut catalog,
+        &register(instance("web-1", "web"), vec![changed]),
+    );
     assert!(outcome.touched.contains(&Touched::Check(check_id("alive"))));
     let alive = check(&catalog, "alive");
     assert_eq!(alive.status, Status::Passing);
@@ -56,7 +59,13 @@ fn replace_existing_checks_removes_the_checks_not_named() {
 
     // Without the flag, a registration naming only c1 keeps c2.
     let only_c1 = vec![ttl_check(Some("c1"))];
-    assert!(apply(&mut catalog, &register(instance("web-1", "web"), only_c1.clone())).is_empty());
+    assert!(
+        apply(
+            &mut catalog,
+            &register(instance("web-1", "web"), only_c1.clone())
+        )
+        .is_empty()
+    );
     assert!(catalog.check("c2").is_some());
 
     // With it, c2 goes, and its row is deleted.
@@ -74,7 +83,10 @@ fn replace_existing_checks_removes_the_checks_not_named() {
     assert_eq!(rows.checks.get(&check_id("c2")), Some(&None));
 
     // Replacing with no checks at all drops every check and brings health back to passing.
-    apply(&mut catalog, &register_replacing(instance("web-1", "web"), vec![]));
+    apply(
+        &mut catalog,
+        &register_replacing(instance("web-1", "web"), vec![]),
+    );
     assert_eq!(catalog.checks().count(), 0);
     assert_eq!(catalog.health("web-1"), Status::Passing);
 }
@@ -135,7 +147,10 @@ fn moving_an_instance_id_to_another_service() {
         .collect();
     assert_eq!(
         kinds,
-        [("web", EventKind::Deregistered), ("api", EventKind::Registered)]
+        [
+            ("web", EventKind::Deregistered),
+            ("api", EventKind::Registered)
+        ]
     );
     assert!(outcome.events.iter().all(|e| e.index == index));
     assert!(!catalog.has_service("web"));
@@ -145,7 +160,10 @@ fn moving_an_instance_id_to_another_service() {
     let api: Vec<_> = catalog.instances_of("api").collect();
     assert_eq!(api.len(), 1);
     assert_eq!(api[0].instance.service.as_str(), "api");
-    assert_eq!(api[0].instance.create_index, 1, "the ID keeps its create index");
+    assert_eq!(
+        api[0].instance.create_index, 1,
+        "the ID keeps its create index"
+    );
     // Its checks follow the ID.
     assert_eq!(catalog.checks_of_service("web").count(), 0);
     assert_eq!(catalog.checks_of_service("api").count(), 1);

@@ -85,6 +85,7 @@ impl Writer {
             snapshots,
             subscribers,
             receiver,
+            floor: 0,
         };
         let handle = tokio::spawn(task.run());
         (Writer { queue }, handle)
@@ -117,6 +118,9 @@ struct WriterTask {
     snapshots: Arc<Snapshots>,
     subscribers: Vec<Arc<dyn Subscriber>>,
     receiver: mpsc::Receiver<Pending>,
+    /// Lowest index the next write may reuse minus one. A failed commit may still have reached
+    /// the disk (an fsync error is ambiguous), so its indexes are never handed out again.
+    floor: u64,
 }
 
 impl WriterTask {
@@ -128,13 +132,13 @@ impl WriterTask {
         tracing::debug!("writer stopped: every handle is gone");
     }
 
-    async fn write_batch(&self, batch: Vec<Pending>) {
+    async fn write_batch(&mut self, batch: Vec<Pending>) {
         let mut next = Catalog::clone(&self.snapshots.load());
         let mut touched = BTreeSet::new();
         let mut events = Vec::new();
         let mut accepted = Vec::with_capacity(batch.len());
         for Pending { command, reply } in batch {
-            match next.apply(next.index() + 1, &command) {
+            match next.apply(next.index().max(self.floor) + 1, &command) {
                 Ok(outcome) => {
                     touched.extend(outcome.touched);
                     events.extend(outcome.events);
@@ -163,6 +167,7 @@ impl WriterTask {
             ))),
         };
         if let Err(error) = &result {
+            self.floor = index;
             tracing::error!(%error, commands = accepted.len(), "batch not written; catalog unchanged");
         } else {
             let catalog = Arc::new(next);
@@ -179,5 +184,151 @@ impl WriterTask {
         for reply in accepted {
             let _ = reply.send(result.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use wayfinder_catalog::{Instance, InstanceId, Registration, Rows, ServiceName, Source};
+    use wayfinder_store::{EmbeddedStore, StoreError, Stored};
+
+    /// The real embedded store, counting commits and failing them on demand (fault injection:
+    /// an fsync error is the one failure a disk can hand the writer).
+    struct CountingStore {
+        inner: EmbeddedStore,
+        commits: AtomicUsize,
+        fail: AtomicBool,
+    }
+
+    impl Store for CountingStore {
+        fn load(&self) -> Result<Stored, StoreError> {
+            self.inner.load()
+        }
+
+        fn commit(&self, index: u64, rows: &Rows) -> Result<(), StoreError> {
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            if self.fail.load(Ordering::SeqCst) {
+                // Simulate the ambiguous case: the data reached the disk, then fsync failed.
+                self.inner.commit(index, rows)?;
+                return Err(StoreError::Storage {
+                    path: self.inner.path().to_path_buf(),
+                    action: "commit",
+                    source: "injected fsync failure".into(),
+                });
+            }
+            self.inner.commit(index, rows)
+        }
+    }
+
+    fn register(id: &str) -> Command {
+        let instance = Instance {
+            id: InstanceId::new(id, "ID").expect("valid id"),
+            service: ServiceName::new("web", "Name").expect("valid name"),
+            address: "127.0.0.1".into(),
+            port: 80,
+            tags: Vec::new(),
+            meta: Default::default(),
+            weights: Default::default(),
+            tagged_addresses: Default::default(),
+            enable_tag_override: false,
+            source: Source::Api,
+            create_index: 0,
+            modify_index: 0,
+        };
+        Command::Register(Box::new(Registration {
+            instance,
+            checks: Vec::new(),
+            replace_existing_checks: false,
+        }))
+    }
+
+    fn start() -> (
+        tempfile::TempDir,
+        Arc<CountingStore>,
+        Arc<Snapshots>,
+        Writer,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner = EmbeddedStore::open(dir.path()).expect("open store");
+        let catalog = inner.load().expect("load").into_catalog();
+        let store = Arc::new(CountingStore {
+            inner,
+            commits: AtomicUsize::new(0),
+            fail: AtomicBool::new(false),
+        });
+        let snapshots = Arc::new(Snapshots::new(catalog));
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let (writer, _task) = Writer::spawn(dyn_store, Arc::clone(&snapshots), Vec::new());
+        (dir, store, snapshots, writer)
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_share_commits_and_are_all_visible() {
+        let (_dir, store, snapshots, writer) = start();
+        let writes = (0..200).map(|i| {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.submit(register(&format!("web-{i}"))).await })
+        });
+        for write in futures::future::join_all(writes).await {
+            write.expect("task").expect("write");
+        }
+        assert_eq!(snapshots.load().instance_count(), 200);
+        let commits = store.commits.load(Ordering::SeqCst);
+        assert!(
+            commits < 200,
+            "group commit should batch writes, got {commits} commits"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_command_does_not_spoil_its_batch() {
+        let (_dir, _store, snapshots, writer) = start();
+        let bad = writer.submit(Command::Deregister(
+            InstanceId::new("nobody", "ID").expect("id"),
+        ));
+        let good = writer.submit(register("web-1"));
+        let (bad, good) = tokio::join!(bad, good);
+        assert!(matches!(
+            bad,
+            Err(WriteError::Rejected(CatalogError::UnknownInstance(_)))
+        ));
+        assert!(good.is_ok());
+        assert_eq!(snapshots.load().instance_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_publishes_nothing_and_its_indexes_are_not_reused() {
+        let (_dir, store, snapshots, writer) = start();
+        let first = writer.submit(register("web-1")).await.expect("first write");
+        store.fail.store(true, Ordering::SeqCst);
+        let failed = writer.submit(register("web-2")).await;
+        assert!(matches!(failed, Err(WriteError::Store(_))));
+        assert_eq!(
+            snapshots.load().instance_count(),
+            1,
+            "a failed batch must not be visible"
+        );
+        store.fail.store(false, Ordering::SeqCst);
+        let third = writer
+            .submit(register("web-3"))
+            .await
+            .expect("writes resume after a failure");
+        assert!(
+            third > first + 1,
+            "index {third} reuses the failed batch's index"
+        );
+        assert!(snapshots.load().instance("web-3").is_some());
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_registration_writes_nothing() {
+        let (_dir, store, _snapshots, writer) = start();
+        let first = writer.submit(register("web-1")).await.expect("write");
+        let commits = store.commits.load(Ordering::SeqCst);
+        let again = writer.submit(register("web-1")).await.expect("no-op write");
+        assert_eq!(again, first);
+        assert_eq!(store.commits.load(Ordering::SeqCst), commits);
     }
 }

@@ -165,10 +165,7 @@ impl EmbeddedStore {
             let row: T = serde_json::from_slice(value.value())
                 .map_err(|e| self.corrupt(format!("{what} row {key:?} does not decode: {e}")))?;
             if id_of(&row) != key {
-                return Err(self.corrupt(format!(
-                    "{what} row {key:?} holds ID {:?}",
-                    id_of(&row)
-                )));
+                return Err(self.corrupt(format!("{what} row {key:?} holds ID {:?}", id_of(&row))));
             }
             rows.push(row);
         }
@@ -194,12 +191,17 @@ impl Store for EmbeddedStore {
             "check",
             |c: &Check| c.id.as_str(),
         )?;
-        let services = txn.open_table(SERVICES).map_err(|e| self.error("load", e))?;
+        let services = txn
+            .open_table(SERVICES)
+            .map_err(|e| self.error("load", e))?;
         let mut service_indexes = Vec::new();
         for entry in services.iter().map_err(|e| self.error("load", e))? {
             let (name, modify_index) = entry.map_err(|e| self.error("load", e))?;
             let name = ServiceName::new(name.value(), "service").map_err(|e| {
-                self.corrupt(format!("services row {:?} is not a service name: {e}", name.value()))
+                self.corrupt(format!(
+                    "services row {:?} is not a service name: {e}",
+                    name.value()
+                ))
             })?;
             service_indexes.push((name, modify_index.value()));
         }
@@ -246,7 +248,9 @@ impl Store for EmbeddedStore {
                     .transpose()?;
                 self.put(&mut instances, id.as_str(), json.as_deref())?;
             }
-            let mut checks = txn.open_table(CHECKS).map_err(|e| self.error("commit", e))?;
+            let mut checks = txn
+                .open_table(CHECKS)
+                .map_err(|e| self.error("commit", e))?;
             for (id, row) in &rows.checks {
                 let json = row
                     .as_deref()
@@ -293,7 +297,11 @@ impl EmbeddedStore {
     }
 }
 
-fn encode(what: &'static str, key: &str, row: &impl serde::Serialize) -> Result<Vec<u8>, StoreError> {
+fn encode(
+    what: &'static str,
+    key: &str,
+    row: &impl serde::Serialize,
+) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(row).map_err(|source| StoreError::Encode {
         what,
         key: key.to_owned(),
@@ -310,11 +318,9 @@ fn backend_error(
     err: impl Into<redb::Error>,
 ) -> StoreError {
     match err.into() {
-        redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => {
-            StoreError::InUse {
-                dir: dir.to_path_buf(),
-            }
-        }
+        redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => StoreError::InUse {
+            dir: dir.to_path_buf(),
+        },
         redb::Error::Corrupted(detail) => StoreError::Corrupt {
             path: path.to_path_buf(),
             detail,

@@ -94,7 +94,9 @@ pub enum StoreError {
     },
 
     /// A row could not be encoded. Catalog rows always encode, so this is a bug.
-    #[error("cannot encode {what} {key:?} for the store: {source}; this is a bug, please report it")]
+    #[error(
+        "cannot encode {what} {key:?} for the store: {source}; this is a bug, please report it"
+    )]
     Encode {
         /// The kind of row (`instance`, `check`).
         what: &'static str,

@@ -99,8 +99,11 @@ pub async fn checks(state: State) -> Response {
 pub async fn register(state: State, params: Params, request: Body) -> Result<StatusCode, ApiError> {
     let value = body::json(request).await?;
     let service = ServiceBody::decode(value)?;
-    if service.has_script_checks() && !state.enable_script_checks {
-        return Err(ApiError::field("Check.Args", SCRIPTS_DISABLED));
+    if let Some(field) = service
+        .script_check_field()
+        .filter(|_| !state.enable_script_checks)
+    {
+        return Err(ApiError::field(field, SCRIPTS_DISABLED));
     }
     let registration =
         service.into_registration(Source::Api, params.flag("replace-existing-checks")?)?;

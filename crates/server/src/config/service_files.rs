@@ -13,7 +13,7 @@
 //!
 //! Line numbers: parse errors carry a location from hcl-rs or serde_json. Errors found after
 //! parsing (a bad duration, an unknown key, a wildcard address) name a field path such as
-//! `Checks[1].Interval`. To turn that into a line, parsing also builds a [`Loc`] tree that
+//! `Checks[1].Interval`. To turn that into a line, parsing also builds a `Loc` tree that
 //! mirrors the parsed value with the line of every key and value — from hcl-edit's spans for
 //! HCL, and from a small scanner for JSON, because serde_json keeps no positions — and the
 //! path is walked through it. A walk that gets lost stops at the deepest block it found, so
@@ -31,10 +31,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use wayfinder_catalog::{CheckDefinition, CheckId, InstanceId, Registration, Source};
 
-/// Deepest nesting of brackets and blocks accepted in an HCL file. The HCL parser and the
-/// conversions after it recurse, so a pathological file could overflow the stack; real service
-/// definitions nest four or five levels. serde_json enforces the same limit on JSON files.
-pub const MAX_NESTING: usize = 128;
+/// How deep the position walkers recurse. Both parsers already refuse deeper files (hcl-edit
+/// at 64 levels, serde_json at 128), so this only guards against a parser changing its mind.
+const MAX_NESTING: usize = 128;
 
 /// The reason given when a file defines a script check and the agent allows none.
 const SCRIPTS_DISABLED: &str = "script checks are disabled on this agent; start it with \
@@ -250,11 +249,8 @@ impl Loader {
             kind: ConfigErrorKind::Read,
             reason,
         };
-        let format = Format::of(path).ok_or_else(|| ConfigError {
-            path: path.to_owned(),
-            line: None,
-            kind: ConfigErrorKind::Read,
-            reason: "not a service definition file; name it *.hcl or *.json".to_owned(),
+        let format = Format::of(path).ok_or_else(|| {
+            read_error("not a service definition file; name it *.hcl or *.json".to_owned())
         })?;
         let bytes = std::fs::read(path)
             .map_err(|e| read_error(format!("cannot read it: {e}; fix its permissions")))?;
@@ -265,7 +261,9 @@ impl Loader {
                 path: path.to_owned(),
                 line: Some(line),
                 kind: ConfigErrorKind::Read,
-                reason: format!("not valid UTF-8 (byte {valid}); save the file as UTF-8 text"),
+                reason: format!(
+                    "not valid UTF-8 (at byte offset {valid}); save the file as UTF-8 text"
+                ),
             }
         })?;
         // Editors on some systems start UTF-8 files with a byte-order mark; neither parser
@@ -583,13 +581,12 @@ impl ChecksShape {
         let mut shape = ChecksShape::default();
         let check_key = map.keys().find(|k| same_key(k, "Check")).cloned();
         let checks_key = map.keys().find(|k| same_key(k, "Checks")).cloned();
-        if let Some(key) = &checks_key {
-            if let Some(value) = map.get_mut(key)
-                && value.is_object()
-            {
-                let single = value.take();
-                *value = Value::Array(vec![single]);
-            }
+        if let Some(key) = &checks_key
+            && let Some(value) = map.get_mut(key)
+            && value.is_object()
+        {
+            let single = value.take();
+            *value = Value::Array(vec![single]);
         }
         if let Some(key) = check_key {
             match map.get(&key) {
@@ -830,16 +827,6 @@ fn line_of_byte(bytes: &[u8], offset: usize) -> usize {
 // HCL
 
 fn parse_hcl(text: &str) -> Result<(Value, Loc), Fault> {
-    if let Some(line) = too_deep_hcl(text) {
-        return Err(Fault::at(
-            line,
-            ConfigErrorKind::Syntax,
-            format!(
-                "nested more than {MAX_NESTING} levels deep; service definitions never need \
-                 that, so the file is probably damaged"
-            ),
-        ));
-    }
     let body = hcl::edit::parser::parse_body(text).map_err(|error| {
         let location = error.location();
         Fault::at(
@@ -880,67 +867,6 @@ fn parse_hcl(text: &str) -> Result<(Value, Loc), Fault> {
         reason: format!("cannot read the HCL: {error}; use plain values, not expressions"),
     })?;
     Ok((value, loc))
-}
-
-/// The first line on which brackets, braces or parentheses nest deeper than [`MAX_NESTING`],
-/// skipping strings and comments. Heredocs are not recognised, so a heredoc full of opening
-/// brackets could be refused; no service definition has one.
-fn too_deep_hcl(text: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
-    let mut depth = 0usize;
-    let mut line = 1;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\n' => line += 1,
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                continue_at_newline(bytes, i, &mut line);
-            }
-            b'#' => i = skip_to_newline(bytes, i),
-            b'/' if bytes.get(i + 1) == Some(&b'/') => i = skip_to_newline(bytes, i),
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
-                    if bytes[i] == b'\n' {
-                        line += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'[' | b'{' | b'(' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Some(line);
-                }
-            }
-            b']' | b'}' | b')' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
-/// A string scan stops at a newline it did not consume; count it so lines stay right.
-fn continue_at_newline(bytes: &[u8], i: usize, line: &mut usize) {
-    if bytes.get(i) == Some(&b'\n') {
-        *line += 1;
-    }
-}
-
-/// The index of the next newline at or after `i` minus one, so the caller's `i += 1` lands on
-/// the newline and counts it.
-fn skip_to_newline(bytes: &[u8], i: usize) -> usize {
-    bytes[i..]
-        .iter()
-        .position(|b| *b == b'\n')
-        .map_or(bytes.len(), |n| i + n)
-        .saturating_sub(1)
 }
 
 /// Positions for an HCL body, grouped as hcl-rs groups it into JSON: attributes by key, and

@@ -316,10 +316,21 @@ impl ServiceBody {
 
     /// Whether any of its checks is a script check.
     pub fn has_script_checks(&self) -> bool {
-        self.check
+        self.script_check_field().is_some()
+    }
+
+    /// The field path of the first script check (`Check.Args`, `Checks[2].Args`), if any, so a
+    /// refusal can point at it.
+    pub fn script_check_field(&self) -> Option<String> {
+        if self.check.as_ref().is_some_and(CheckBody::is_script) {
+            return Some("Check.Args".to_owned());
+        }
+        let position = self
+            .checks
             .iter()
-            .chain(self.checks.iter().flatten())
-            .any(CheckBody::is_script)
+            .flatten()
+            .position(CheckBody::is_script)?;
+        Some(format!("Checks[{position}].Args"))
     }
 
     /// Translates into a registration command. `replace_existing_checks` is Consul's query
