@@ -100,7 +100,12 @@ mod tests {
     fn successes_must_be_consecutive() {
         let t = thresholds(3, 0, 0);
         assert_eq!(
-            run(t, &[Passing, Passing, Critical, Passing, Passing, Passing, Passing]),
+            run(
+                t,
+                &[
+                    Passing, Passing, Critical, Passing, Passing, Passing, Passing
+                ]
+            ),
             [
                 None,
                 None,
@@ -125,7 +130,13 @@ mod tests {
         let t = thresholds(0, 2, 4);
         assert_eq!(
             run(t, &[Critical, Critical, Critical, Critical, Critical]),
-            [None, Some(Warning), Some(Warning), Some(Critical), Some(Critical)]
+            [
+                None,
+                Some(Warning),
+                Some(Warning),
+                Some(Critical),
+                Some(Critical)
+            ]
         );
     }
 

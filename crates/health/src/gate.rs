@@ -91,7 +91,11 @@ mod tests {
         let mut gate = ReportGate::default();
         assert!(gate.decide(Critical, Passing, now));
         gate.confirm(Warning);
-        assert_eq!(gate.pending(), Some(Critical), "another status confirms nothing");
+        assert_eq!(
+            gate.pending(),
+            Some(Critical),
+            "another status confirms nothing"
+        );
         gate.confirm(Critical);
         assert_eq!(gate.pending(), None);
         // The catalog moved back (someone else wrote): the same status is reported again.

@@ -31,7 +31,10 @@ pub(crate) fn phase_delay(interval: Duration) -> Duration {
 
 /// Delay between later runs: `interval` ± [`JITTER_FRACTION`].
 pub(crate) fn next_delay(interval: Duration) -> Duration {
-    scale(interval, 1.0 + JITTER_FRACTION * (2.0 * fastrand::f64() - 1.0))
+    scale(
+        interval,
+        1.0 + JITTER_FRACTION * (2.0 * fastrand::f64() - 1.0),
+    )
 }
 
 #[cfg(test)]

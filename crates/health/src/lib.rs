@@ -16,6 +16,19 @@
 //! `scheduler` (one runner task per check) → `runner` (timers, TTL, deregister-after) →
 //! `probe::*` (one run) → `counters` (thresholds) → `gate` (report only real, new changes)
 //! → [`Report`] on the channel.
+//!
+//! Wiring it into the agent:
+//! 1. Create the [`Scheduler`] inside the runtime with the sending half of a bounded channel;
+//!    the write path owns the receiving half.
+//! 2. At start-up, after the catalog is restored, call [`Scheduler::sync`] (or
+//!    [`Scheduler::update`] with every check ID).
+//! 3. After every published write, call [`Scheduler::update`] with the write's touched check IDs
+//!    (`Touched::Check`), including writes that came from reports: that is how a runner learns
+//!    its report landed.
+//! 4. For each report, optionally drop it if [`Scheduler::is_current`] says it was overtaken,
+//!    then write it (`SetCheckStatus`, or `Deregister` of the instance).
+//! 5. TTL endpoints call [`Scheduler::heartbeat`] and write the status themselves.
+//! 6. On shutdown, await [`Scheduler::shutdown`].
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![warn(missing_docs)]

@@ -182,7 +182,9 @@ struct GroupKiller {
 impl GroupKiller {
     fn new(pid: Option<u32>) -> Self {
         Self {
-            group: pid.and_then(|pid| i32::try_from(pid).ok()).map(Pid::from_raw),
+            group: pid
+                .and_then(|pid| i32::try_from(pid).ok())
+                .map(Pid::from_raw),
         }
     }
 
@@ -217,7 +219,8 @@ impl Tail {
         self.total += data.len();
         if data.len() >= TAIL_BYTES {
             self.kept.clear();
-            self.kept.extend_from_slice(&data[data.len() - TAIL_BYTES..]);
+            self.kept
+                .extend_from_slice(&data[data.len() - TAIL_BYTES..]);
             return;
         }
         let overflow = (self.kept.len() + data.len()).saturating_sub(TAIL_BYTES);

@@ -82,7 +82,11 @@ pub(crate) enum Probe {
 impl Probe {
     /// Prepares `kind` to run with `timeout`. `None` for TTL checks, which do not probe.
     /// Must be called inside a Tokio runtime (a gRPC channel spawns its worker).
-    pub(crate) fn new(kind: &CheckKind, timeout: Duration, context: &Arc<ProbeContext>) -> Option<Self> {
+    pub(crate) fn new(
+        kind: &CheckKind,
+        timeout: Duration,
+        context: &Arc<ProbeContext>,
+    ) -> Option<Self> {
         let probe = match kind {
             CheckKind::Http {
                 url,
@@ -161,7 +165,10 @@ pub(crate) fn go_duration(d: Duration) -> String {
     }
     let total_secs = d.as_secs();
     let (hours, minutes, seconds) = (total_secs / 3600, total_secs / 60 % 60, total_secs % 60);
-    let secs = fraction(u128::from(seconds) * 1_000_000_000 + u128::from(d.subsec_nanos()), 1_000_000_000);
+    let secs = fraction(
+        u128::from(seconds) * 1_000_000_000 + u128::from(d.subsec_nanos()),
+        1_000_000_000,
+    );
     match (hours, minutes) {
         (0, 0) => format!("{secs}s"),
         (0, m) => format!("{m}m{secs}s"),
@@ -218,7 +225,10 @@ mod tests {
                 Some(&self.0)
             }
         }
-        let e = Outer(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"));
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        ));
         assert_eq!(error_chain(&e), "connect failed: refused");
     }
 

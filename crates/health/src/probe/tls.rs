@@ -13,6 +13,7 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use std::sync::{Arc, OnceLock};
+use tracing::warn;
 
 /// Our crypto provider: ring (aws-lc-rs is slow to build and not wanted in this workspace).
 pub(crate) fn provider() -> Arc<CryptoProvider> {
@@ -24,7 +25,7 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 #[derive(Debug)]
 pub(crate) struct TlsTrust {
     ca_certificates: Vec<CertificateDer<'static>>,
-    verifier: OnceLock<Result<Arc<dyn ServerCertVerifier>, String>>,
+    verifier: OnceLock<Arc<dyn ServerCertVerifier>>,
 }
 
 impl TlsTrust {
@@ -39,27 +40,37 @@ impl TlsTrust {
     }
 
     /// The verifier for a check: the real one, or one that accepts any certificate.
-    pub(crate) fn verifier(&self, skip_verify: bool) -> Result<Arc<dyn ServerCertVerifier>, String> {
+    ///
+    /// When the roots cannot be loaded (no system CA bundle, a malformed configured CA), the
+    /// verifier refuses every certificate with that reason instead: HTTPS checks then fail
+    /// saying why, while plain HTTP checks, which share the client, keep working.
+    pub(crate) fn verifier(&self, skip_verify: bool) -> Arc<dyn ServerCertVerifier> {
         if skip_verify {
-            return Ok(Arc::new(AcceptAnyCertificate {
+            return Arc::new(AcceptAnyCertificate {
                 algorithms: provider().signature_verification_algorithms,
-            }));
+            });
         }
-        self.verifier
-            .get_or_init(|| {
-                rustls_platform_verifier::Verifier::new_with_extra_roots(
-                    self.ca_certificates.iter().cloned(),
-                    provider(),
-                )
-                .map(|v| Arc::new(v) as Arc<dyn ServerCertVerifier>)
-                .map_err(|e| format!("cannot verify TLS certificates: {e}"))
-            })
-            .clone()
+        Arc::clone(self.verifier.get_or_init(|| {
+            match rustls_platform_verifier::Verifier::new_with_extra_roots(
+                self.ca_certificates.iter().cloned(),
+                provider(),
+            ) {
+                Ok(verifier) => Arc::new(verifier),
+                Err(error) => {
+                    let reason = format!("cannot verify TLS certificates: {error}");
+                    warn!("{reason}; HTTPS and gRPC TLS checks will fail");
+                    Arc::new(Unverifiable {
+                        reason,
+                        algorithms: provider().signature_verification_algorithms,
+                    })
+                }
+            }
+        }))
     }
 
     /// A client configuration for HTTP/1.1 over TLS with the given verification.
     pub(crate) fn http_client_config(&self, skip_verify: bool) -> Result<ClientConfig, String> {
-        let verifier = self.verifier(skip_verify)?;
+        let verifier = self.verifier(skip_verify);
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS configuration: {e}"))?
@@ -87,6 +98,49 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Stands in for the real verifier when the trusted roots could not be loaded: every
+/// certificate is refused, with the reason.
+#[derive(Debug)]
+struct Unverifiable {
+    reason: String,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Unverifiable {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Err(rustls::Error::General(self.reason.clone()))
     }
 
     fn verify_tls12_signature(
