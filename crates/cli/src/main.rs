@@ -8,6 +8,7 @@ mod banner;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio::signal::unix::{SignalKind, signal};
@@ -97,7 +98,8 @@ fn init_logging(args: &AgentArgs) -> anyhow::Result<()> {
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match args.log_format {
         LogFormatArg::Text => builder.init(),
         LogFormatArg::Json => builder.json().init(),

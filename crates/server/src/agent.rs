@@ -11,7 +11,7 @@ use crate::config::service_files::{self, ConfigError, Definitions, ScriptPolicy}
 use crate::config::{AgentConfig, DataDir};
 use crate::consul::response::NodeInfo;
 use crate::snapshots::Snapshots;
-use crate::write_path::{Published, Subscriber, WriteError, Writer};
+use crate::write_path::{Published, Subscriber, WriteError, Writer, WriterTaskHandle};
 use futures::future::join_all;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -148,7 +148,7 @@ pub struct Agent {
     http_addr: SocketAddr,
     data_dir: PathBuf,
     reloader: Reloader,
-    writer_task: JoinHandle<()>,
+    writer_task: WriterTaskHandle,
     report_task: JoinHandle<()>,
     _temporary: Option<tempfile::TempDir>,
 }
@@ -290,9 +290,7 @@ impl Agent {
         let _ = report_task.await;
         drop(reloader);
         drop(scheduler);
-        if let Err(error) = writer_task.await {
-            tracing::error!(%error, "writer task ended abnormally");
-        }
+        writer_task.close().await;
         served.map_err(AgentError::Serve)
     }
 }

@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use wayfinder_catalog::{Catalog, CatalogError, Command, Event, Touched};
 use wayfinder_store::Store;
 
@@ -78,7 +79,7 @@ impl Writer {
         store: Arc<dyn Store>,
         snapshots: Arc<Snapshots>,
         subscribers: Vec<Arc<dyn Subscriber>>,
-    ) -> (Writer, JoinHandle<()>) {
+    ) -> (Writer, WriterTaskHandle) {
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
         let task = WriterTask {
             store,
@@ -87,8 +88,9 @@ impl Writer {
             receiver,
             floor: 0,
         };
-        let handle = tokio::spawn(task.run());
-        (Writer { queue }, handle)
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(task.run(stop.clone()));
+        (Writer { queue }, WriterTaskHandle { task, stop })
     }
 
     /// Applies `command` and returns the catalog index once it is durable and visible.
@@ -113,6 +115,24 @@ impl Writer {
     }
 }
 
+/// Owns the writer task: closing it refuses new writes, makes every queued write durable, and
+/// drops the store (closing its file) before returning.
+pub struct WriterTaskHandle {
+    task: JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl WriterTaskHandle {
+    /// Stops the writer after draining its queue; later `submit`s get
+    /// [`WriteError::ShuttingDown`].
+    pub async fn close(self) {
+        self.stop.cancel();
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "writer task ended abnormally");
+        }
+    }
+}
+
 struct WriterTask {
     store: Arc<dyn Store>,
     snapshots: Arc<Snapshots>,
@@ -124,12 +144,23 @@ struct WriterTask {
 }
 
 impl WriterTask {
-    async fn run(mut self) {
+    async fn run(mut self, stop: CancellationToken) {
         let mut batch = Vec::with_capacity(256);
-        while self.receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        loop {
+            let received = tokio::select! {
+                received = self.receiver.recv_many(&mut batch, MAX_BATCH) => received,
+                () = stop.cancelled() => {
+                    // Refuse new writes, then finish every write already queued.
+                    self.receiver.close();
+                    self.receiver.recv_many(&mut batch, MAX_BATCH).await
+                }
+            };
+            if received == 0 {
+                break;
+            }
             self.write_batch(std::mem::take(&mut batch)).await;
         }
-        tracing::debug!("writer stopped: every handle is gone");
+        tracing::debug!("writer stopped; the store is closed");
     }
 
     async fn write_batch(&mut self, batch: Vec<Pending>) {
