@@ -3,7 +3,8 @@
 //!
 //! What it owns:
 //! - [`Agent`]: one agent process on an ephemeral `127.0.0.1` port, its captured stdout/stderr,
-//!   an HTTP client for its API, and signals. Dropping it kills the process.
+//!   an HTTP client for its API, and signals. Dropping it stops the process (SIGTERM, then
+//!   SIGKILL if it lingers).
 //! - [`HttpBackend`] and [`TcpBackend`]: health-check targets whose answer the test switches.
 //! - [`ScriptStatus`]: a file an exec check reads its exit code from.
 //! - [`eventually`] / [`consistently`]: polling with a deadline. Tests never sleep to
@@ -39,6 +40,8 @@ pub const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Deadline for a health-check transition: first run within ~1 s of registration plus jitter,
 /// then one interval (tests use 200 ms–1 s), with slack for a loaded machine.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a dropped agent gets to shut down on SIGTERM before it is killed.
+const DROP_GRACE: Duration = Duration::from_secs(5);
 /// How often [`eventually`] re-probes.
 const POLL: Duration = Duration::from_millis(50);
 /// How much captured stderr goes into a panic message.
@@ -53,11 +56,7 @@ pub const MIB: usize = 1 << 20;
 /// Polls `probe` until it returns `Ok`, and returns that value. `probe` returns `Err(state)`
 /// describing what it saw, so a timeout says both what was awaited and what was there instead.
 #[track_caller]
-pub fn eventually<T>(
-    timeout: Duration,
-    what: &str,
-    probe: impl FnMut() -> Result<T, String>,
-) -> T {
+pub fn eventually<T>(timeout: Duration, what: &str, probe: impl FnMut() -> Result<T, String>) -> T {
     poll_until(timeout, probe).unwrap_or_else(|state| {
         panic!("timed out after {timeout:?} waiting for {what}; last saw: {state}")
     })
@@ -161,7 +160,11 @@ impl Response {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes()?.to_vec();
-        Ok(Self { status, headers, body })
+        Ok(Self {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// The body as text (lossy), for messages.
@@ -172,7 +175,11 @@ impl Response {
     /// The body parsed as JSON; panics with the body if it is not JSON.
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("expected a JSON body ({e}), got {} {:?}", self.status, self.text())
+            panic!(
+                "expected a JSON body ({e}), got {} {:?}",
+                self.status,
+                self.text()
+            )
         })
     }
 
@@ -222,9 +229,12 @@ impl Response {
     pub fn expect_error(&self, status: u16) -> Value {
         self.expect_status(status);
         let body = self.json();
-        let message = body.get("error").and_then(Value::as_str).unwrap_or_else(|| {
-            panic!("error body needs a string \"error\": {body}");
-        });
+        let message = body
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| {
+                panic!("error body needs a string \"error\": {body}");
+            });
         assert!(!message.is_empty(), "error message is empty: {body}");
         body
     }
@@ -240,12 +250,18 @@ pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Captured {
     fn append(&self, bytes: &[u8]) {
-        self.0.lock().expect("capture lock").extend_from_slice(bytes);
+        self.0
+            .lock()
+            .expect("capture lock")
+            .extend_from_slice(bytes);
     }
 
-    /// Everything captured so far, as text.
+    /// Everything captured so far, as text, without ANSI colour codes (the agent's text logs
+    /// may carry them even into a pipe; tests read words, not colours).
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("capture lock")).into_owned()
+        strip_ansi(&String::from_utf8_lossy(
+            &self.0.lock().expect("capture lock"),
+        ))
     }
 
     /// The last `max` bytes, for panic messages.
@@ -260,6 +276,25 @@ impl Captured {
         }
         format!("…{}", &text[start..])
     }
+}
+
+/// `text` without ANSI CSI sequences (`ESC [ ... final-byte`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Why an agent did not come up.
@@ -352,6 +387,8 @@ pub struct Agent {
     data_dir: Option<PathBuf>,
     // Keeps a harness-made data dir alive as long as the agent.
     _owned_data_dir: Option<TempDir>,
+    // The process's working directory, so nothing it writes by default lands in the repo.
+    work_dir: TempDir,
     http: Client,
     exited: Option<ExitStatus>,
 }
@@ -375,7 +412,9 @@ impl Agent {
     /// and output when it exited before the banner, or no status when it timed out (then the
     /// process has been killed).
     pub fn try_start(args: &[&str]) -> Result<Agent, StartFailure> {
-        let owns_data = !args.iter().any(|a| *a == "--dev" || a.starts_with("--data-dir"));
+        let owns_data = !args
+            .iter()
+            .any(|a| *a == "--dev" || a.starts_with("--data-dir"));
         let owned_data_dir = owns_data.then(|| {
             tempfile::Builder::new()
                 .prefix("wayfinder-data-")
@@ -391,8 +430,9 @@ impl Agent {
                 .map(PathBuf::from),
         };
 
+        let work_dir = temp_dir("wayfinder-cwd-");
         let mut command = Command::new(env!("CARGO_BIN_EXE_wayfinder"));
-        command.arg("agent").args(args);
+        command.current_dir(work_dir.path()).arg("agent").args(args);
         command.args(["--http-addr", "127.0.0.1:0"]);
         if let Some(dir) = &owned_data_dir {
             command.arg("--data-dir").arg(dir.path());
@@ -401,7 +441,9 @@ impl Agent {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .env_remove("WAYFINDER_LOG")
+            .env_remove("WAYFINDER_DATA_DIR");
         let mut child = command.spawn().expect("spawning target/debug/wayfinder");
 
         let stdout = Captured::default();
@@ -459,7 +501,10 @@ impl Agent {
             Ok(addr) => addr,
             Err(e) => {
                 let mut failure = failure(&mut child, None);
-                failure.stderr = format!("banner address {addr:?} is not host:port ({e})\n{}", failure.stderr);
+                failure.stderr = format!(
+                    "banner address {addr:?} is not host:port ({e})\n{}",
+                    failure.stderr
+                );
                 return Err(failure);
             }
         };
@@ -471,6 +516,7 @@ impl Agent {
             stderr,
             data_dir,
             _owned_data_dir: owned_data_dir,
+            work_dir,
             http: http_client(),
             exited: None,
         })
@@ -504,6 +550,11 @@ impl Agent {
         self.data_dir.as_deref()
     }
 
+    /// The agent's working directory (a fresh temporary one).
+    pub fn work_dir(&self) -> &Path {
+        self.work_dir.path()
+    }
+
     /// Everything the agent wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.text()
@@ -522,15 +573,12 @@ impl Agent {
     // --- requests -----------------------------------------------------------------------------
 
     fn send(&self, builder: reqwest::blocking::RequestBuilder, what: &str) -> Response {
-        builder
-            .send()
-            .and_then(Response::read)
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{what} failed: {e:?}\n--- agent stderr ---\n{}",
-                    self.stderr_tail()
-                )
-            })
+        builder.send().and_then(Response::read).unwrap_or_else(|e| {
+            panic!(
+                "{what} failed: {e:?}\n--- agent stderr ---\n{}",
+                self.stderr_tail()
+            )
+        })
     }
 
     /// `GET path` (path starts with `/v1/...`, may carry a query).
@@ -719,7 +767,10 @@ impl Agent {
     pub fn kill9(&mut self) {
         self.signal(Signal::SIGKILL);
         let status = self.wait_exit(EXIT_TIMEOUT);
-        assert!(status.code().is_none(), "SIGKILL should end the process by signal, got {status}");
+        assert!(
+            status.code().is_none(),
+            "SIGKILL should end the process by signal, got {status}"
+        );
     }
 
     /// Waits for the process to exit and returns its status; panics (with stderr) on timeout.
@@ -750,8 +801,12 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         if self.exited.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            // Gracefully first, so a --dev agent removes its temporary data dir; then for sure.
+            let _ = signal::kill(self.pid(), Signal::SIGTERM);
+            if wait_with_deadline(&mut self.child, DROP_GRACE).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
         }
         if thread::panicking() {
             eprintln!(
@@ -825,8 +880,10 @@ impl HttpBackend {
             let status = status.clone();
             let hits = hits.clone();
             axum::Router::new().fallback(move || {
-                let code = status.load(Ordering::SeqCst);
+                // Count before reading the status: a request counted after a test's
+                // `set_status` + `hits()` is then sure to answer the new status.
                 hits.fetch_add(1, Ordering::SeqCst);
+                let code = status.load(Ordering::SeqCst);
                 async move {
                     let code = axum::http::StatusCode::from_u16(code)
                         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
