@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod blocking;
 pub mod config;
 pub mod consul;
 pub mod snapshots;

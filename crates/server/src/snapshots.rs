@@ -4,15 +4,18 @@
 //! like; the writer replaces it whole. No reader waits on IO or on the writer (DESIGN.md
 //! invariant), and the index watch lets blocking readers sleep until the catalog moves.
 
+use crate::blocking::ServiceSignals;
 use arc_swap::ArcSwap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::sync::watch;
-use wayfinder_catalog::Catalog;
+use wayfinder_catalog::{Catalog, Touched};
 
 /// The current catalog, and a signal that fires when it is replaced.
 pub struct Snapshots {
     current: ArcSwap<Catalog>,
     index: watch::Sender<u64>,
+    services: ServiceSignals,
 }
 
 impl Snapshots {
@@ -22,6 +25,7 @@ impl Snapshots {
         Self {
             current: ArcSwap::from_pointee(catalog),
             index,
+            services: ServiceSignals::default(),
         }
     }
 
@@ -30,11 +34,24 @@ impl Snapshots {
         self.current.load_full()
     }
 
-    /// Replaces the catalog. Only the writer calls this, after the store commit.
-    pub(crate) fn publish(&self, catalog: Arc<Catalog>) {
+    /// Replaces the catalog, then wakes the blocking readers of the catalog index and of each
+    /// touched service, in that order (see [`crate::blocking`]). Only the writer calls this,
+    /// after the store commit.
+    pub(crate) fn publish(&self, catalog: Arc<Catalog>, touched: &BTreeSet<Touched>) {
         let index = catalog.index();
-        self.current.store(catalog);
+        self.current.store(Arc::clone(&catalog));
         self.index.send_replace(index);
+        for key in touched {
+            if let Touched::Service(name) = key {
+                self.services
+                    .notify(name.as_str(), catalog.service_index(name.as_str()));
+            }
+        }
+    }
+
+    /// Per-service wake-up signals for blocking readers.
+    pub fn services(&self) -> &ServiceSignals {
+        &self.services
     }
 
     /// A receiver that wakes whenever a new catalog is published.

@@ -202,7 +202,7 @@ impl WriterTask {
             tracing::error!(%error, commands = accepted.len(), "batch not written; catalog unchanged");
         } else {
             let catalog = Arc::new(next);
-            self.snapshots.publish(Arc::clone(&catalog));
+            self.snapshots.publish(Arc::clone(&catalog), &touched);
             let change = Published {
                 catalog: &catalog,
                 touched: &touched,

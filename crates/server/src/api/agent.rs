@@ -1,8 +1,9 @@
 //! `/v1/agent/*`: registration, deregistration, TTL updates, and the agent's local view.
 
 use super::error::ApiError;
-use super::query::{Params, json};
+use super::query::{Params, indexed, json};
 use super::{State, body};
+use crate::blocking::{self, Scope};
 use crate::consul::request::{CheckUpdateBody, ServiceBody, check_registration};
 use crate::consul::response::{AgentServiceJson, HealthCheckJson, LastRun};
 use axum::body::Body;
@@ -45,9 +46,10 @@ pub async fn self_info(state: State) -> Response {
     }))
 }
 
-/// `GET /v1/agent/services`: every instance on this agent, by ID.
-pub async fn services(state: State) -> Response {
-    let catalog = state.snapshots.load();
+/// `GET /v1/agent/services`: every instance on this agent, by ID. Blocks on the catalog index
+/// (Consul blocks these on a content hash; an index serves the same purpose and is cheaper).
+pub async fn services(state: State, params: Params) -> Result<Response, ApiError> {
+    let catalog = blocking::wait(&state.snapshots, Scope::Catalog, params.blocking()?).await;
     let services: BTreeMap<&str, AgentServiceJson<'_>> = catalog
         .all_instances()
         .map(|view| {
@@ -57,12 +59,13 @@ pub async fn services(state: State) -> Response {
             )
         })
         .collect();
-    json(&services)
+    Ok(indexed(catalog.index(), &services))
 }
 
 /// `GET /v1/agent/checks`: every check on this agent, by ID, with the last run's output.
-pub async fn checks(state: State) -> Response {
-    let catalog = state.snapshots.load();
+/// Blocks on the catalog index.
+pub async fn checks(state: State, params: Params) -> Result<Response, ApiError> {
+    let catalog = blocking::wait(&state.snapshots, Scope::Catalog, params.blocking()?).await;
     let observations: BTreeMap<&str, _> = catalog
         .checks()
         .filter_map(|c| {
@@ -92,7 +95,7 @@ pub async fn checks(state: State) -> Response {
             )
         })
         .collect();
-    json(&checks)
+    Ok(indexed(catalog.index(), &checks))
 }
 
 /// `PUT /v1/agent/service/register`: upsert an instance with its checks.

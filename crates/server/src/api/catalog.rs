@@ -3,6 +3,7 @@
 use super::State;
 use super::error::ApiError;
 use super::query::{Params, indexed};
+use crate::blocking::{self, Scope};
 use crate::consul::response::ServiceNodeJson;
 use axum::extract::Path;
 use axum::response::Response;
@@ -17,10 +18,11 @@ pub(super) fn node_meta_matches(params: &Params) -> bool {
     })
 }
 
-/// `GET /v1/catalog/services`: service name → union of its instances' tags.
+/// `GET /v1/catalog/services`: service name → union of its instances' tags. Blocks on the
+/// catalog index.
 pub async fn services(state: State, params: Params) -> Result<Response, ApiError> {
     params.check_read(&state.node.datacenter)?;
-    let catalog = state.snapshots.load();
+    let catalog = blocking::wait(&state.snapshots, Scope::Catalog, params.blocking()?).await;
     let mut services: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     if node_meta_matches(&params) {
         for summary in catalog.services() {
@@ -31,13 +33,14 @@ pub async fn services(state: State, params: Params) -> Result<Response, ApiError
 }
 
 /// `GET /v1/catalog/service/{name}?tag=`: every instance of a service as a ServiceNode.
+/// Blocks on the service's own index.
 pub async fn service(
     state: State,
     Path(name): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
     params.check_read(&state.node.datacenter)?;
-    let catalog = state.snapshots.load();
+    let catalog = blocking::wait(&state.snapshots, Scope::Service(&name), params.blocking()?).await;
     let tags: Vec<&str> = params.all("tag").collect();
     let nodes: Vec<ServiceNodeJson<'_>> = if node_meta_matches(&params) {
         catalog

@@ -4,6 +4,7 @@ use super::State;
 use super::catalog::node_meta_matches;
 use super::error::ApiError;
 use super::query::{Params, indexed};
+use crate::blocking::{self, Scope};
 use crate::consul::response::{HealthCheckJson, LastRun, ServiceEntryJson};
 use axum::extract::Path;
 use axum::response::Response;
@@ -27,7 +28,7 @@ pub async fn service(
 ) -> Result<Response, ApiError> {
     params.check_read(&state.node.datacenter)?;
     let passing = params.flag("passing")?;
-    let catalog = state.snapshots.load();
+    let catalog = blocking::wait(&state.snapshots, Scope::Service(&name), params.blocking()?).await;
     let tags: Vec<&str> = params.all("tag").collect();
     let views: Vec<_> = if node_meta_matches(&params) {
         catalog
@@ -76,7 +77,7 @@ pub async fn checks(
     params: Params,
 ) -> Result<Response, ApiError> {
     params.check_read(&state.node.datacenter)?;
-    let catalog = state.snapshots.load();
+    let catalog = blocking::wait(&state.snapshots, Scope::Service(&name), params.blocking()?).await;
     let checks: Vec<_> = catalog.checks_of_service(&name).collect();
     let observations: Vec<Option<Observation>> = checks
         .iter()
@@ -113,7 +114,7 @@ pub async fn state(
             ))
         })?),
     };
-    let catalog = state.snapshots.load();
+    let catalog = blocking::wait(&state.snapshots, Scope::Catalog, params.blocking()?).await;
     let checks: Vec<_> = catalog
         .checks()
         .filter(|c| filter.is_none_or(|s| c.status == s))

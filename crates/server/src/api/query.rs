@@ -2,6 +2,8 @@
 //! (`passing`, `stale`), and the response headers every blocking-capable read carries.
 
 use super::error::ApiError;
+use crate::blocking::BlockingParams;
+use crate::consul::duration;
 use axum::extract::{FromRequestParts, RawQuery};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
@@ -59,15 +61,28 @@ impl Params {
                 format!("No path to datacenter {dc:?}: this agent serves {datacenter:?} only"),
             ));
         }
-        if let Some(index) = self.get("index")
-            && index.parse::<u64>().is_err()
-        {
-            return Err(ApiError::field(
-                "index",
-                "Invalid index: must be an unsigned integer",
-            ));
-        }
-        Ok(())
+        self.blocking().map(|_| ())
+    }
+
+    /// The blocking-query parameters `?index=&wait=` (reference §3).
+    pub fn blocking(&self) -> Result<BlockingParams, ApiError> {
+        let index = match self.get("index") {
+            None | Some("") => None,
+            Some(text) => Some(text.parse::<u64>().map_err(|_| {
+                ApiError::field(
+                    "index",
+                    format!("Invalid index {text:?}: must be an unsigned integer"),
+                )
+            })?),
+        };
+        let wait = match self.get("wait") {
+            None | Some("") => None,
+            Some(text) => Some(
+                duration::parse(text)
+                    .map_err(|e| ApiError::field("wait", format!("Invalid wait time: {e}")))?,
+            ),
+        };
+        Ok(BlockingParams::new(index, wait))
     }
 }
 
