@@ -66,18 +66,32 @@ pub enum CheckKind {
         /// Speak TLS to the target.
         use_tls: bool,
     },
+    /// A check run by someone else (an upstream Consul this agent mirrors): its status is
+    /// copied in through the write path and it is never run here.
+    Mirrored {
+        /// The upstream's `Type` (`http`, `ttl`, ...), shown as is.
+        type_name: String,
+    },
 }
 
 impl CheckKind {
-    /// Consul's `Type` spelling: `http`, `tcp`, `script`, `ttl`, `grpc`.
-    pub fn type_name(&self) -> &'static str {
+    /// Consul's `Type` spelling: `http`, `tcp`, `script`, `ttl`, `grpc` (or a mirrored
+    /// check's upstream type).
+    pub fn type_name(&self) -> &str {
         match self {
             CheckKind::Http { .. } => "http",
             CheckKind::Tcp { .. } => "tcp",
             CheckKind::Exec { .. } => "script",
             CheckKind::Ttl { .. } => "ttl",
             CheckKind::Grpc { .. } => "grpc",
+            CheckKind::Mirrored { type_name } => type_name,
         }
+    }
+
+    /// Whether this agent runs the check on a schedule (TTL and mirrored checks are not run:
+    /// their status comes from outside).
+    pub fn is_scheduled(&self) -> bool {
+        !matches!(self, CheckKind::Ttl { .. } | CheckKind::Mirrored { .. })
     }
 
     /// Consul's default timeout for this kind: 30 s for scripts, 10 s for probes.
@@ -175,6 +189,7 @@ impl CheckKind {
                 }
                 Ok(())
             }
+            CheckKind::Mirrored { type_name } => text("Type", type_name, limits::TAG_MAX),
         }
     }
 }
@@ -240,7 +255,8 @@ impl CheckDefinition {
                 "Interval and TTL cannot both be specified",
             ));
         }
-        if !is_ttl {
+        // Mirrored checks are not run here either: like TTL checks they need no interval.
+        if self.kind.is_scheduled() {
             if self.policy.interval.is_zero() {
                 return Err(ValidationError::new(
                     "Interval",
@@ -367,6 +383,17 @@ mod tests {
         assert!(def.validate().is_ok());
         def.policy.interval = Duration::from_secs(1);
         assert_eq!(def.validate().expect_err("both").field, "Interval");
+    }
+
+    #[test]
+    fn mirrored_checks_need_no_interval() {
+        let mut def = http("http://x:1/");
+        def.kind = CheckKind::Mirrored {
+            type_name: "http".into(),
+        };
+        def.policy.interval = Duration::ZERO;
+        def.policy.timeout = Duration::ZERO;
+        assert!(def.validate().is_ok());
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub enum Source {
     Api,
     /// Loaded from a file in `--config-dir`.
     Config,
+    /// Copied from an upstream Consul this agent mirrors (`--upstream-consul`).
+    Upstream,
 }
 
 /// One registered instance of a service.

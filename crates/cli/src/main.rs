@@ -72,6 +72,16 @@ struct AgentArgs {
     /// Datacenter name.
     #[arg(long, default_value = DEFAULT_DATACENTER)]
     datacenter: String,
+    /// Memcached servers to push rendered endpoint lists into, e.g.
+    /// memcached://127.0.0.1:11211[,127.0.0.1:11212].
+    #[arg(long, value_name = "URL")]
+    cache: Option<String>,
+    /// Serve /v1/endpoints from --cache only: no registrations, no checks, no durable state.
+    #[arg(long, requires = "cache")]
+    provider_only: bool,
+    /// Mirror an existing Consul (or Wayfinder) agent read-only, e.g. http://10.0.0.2:8500.
+    #[arg(long, value_name = "URL")]
+    upstream_consul: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -124,6 +134,9 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         enable_local_script_checks: args.enable_local_script_checks,
         node_name: args.node.unwrap_or_else(default_node_name),
         datacenter: args.datacenter,
+        cache: args.cache,
+        provider_only: args.provider_only,
+        upstream_consul: args.upstream_consul,
     };
     let agent = Agent::start(config.clone())
         .await

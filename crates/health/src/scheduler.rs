@@ -89,8 +89,11 @@ impl Scheduler {
     pub fn update<'a>(&self, catalog: &Catalog, checks: impl IntoIterator<Item = &'a CheckId>) {
         for id in checks {
             match catalog.check(id.as_str()) {
-                Some(check) => self.reconcile(check),
-                None => self.stop(id),
+                Some(check) if !matches!(check.kind, CheckKind::Mirrored { .. }) => {
+                    self.reconcile(check)
+                }
+                // Gone, or mirrored from an upstream that runs it: nothing to run here.
+                Some(_) | None => self.stop(id),
             }
         }
     }
@@ -100,13 +103,19 @@ impl Scheduler {
     /// catalog was replaced wholesale (a store restore, an etcd resync).
     pub fn sync(&self, catalog: &Catalog) {
         for check in catalog.checks() {
-            self.reconcile(check);
+            if !matches!(check.kind, CheckKind::Mirrored { .. }) {
+                self.reconcile(check);
+            }
         }
         let gone: Vec<CheckId> = self
             .inner
             .runners
             .iter()
-            .filter(|entry| catalog.check(entry.key().as_str()).is_none())
+            .filter(|entry| {
+                catalog
+                    .check(entry.key().as_str())
+                    .is_none_or(|check| matches!(check.kind, CheckKind::Mirrored { .. }))
+            })
             .map(|entry| entry.key().clone())
             .collect();
         for id in &gone {

@@ -7,10 +7,15 @@
 //! then let the writer drain its queue and close the store cleanly.
 
 use crate::api::{self, ApiState};
+use crate::cache::{CacheError, CacheSettings, RunningCache};
 use crate::config::service_files::{self, ConfigError, Definitions, ScriptPolicy};
 use crate::config::{AgentConfig, DataDir};
 use crate::consul::response::NodeInfo;
+use crate::endpoints::EndpointCache;
+use crate::events::EventHub;
+use crate::metrics::Metrics;
 use crate::snapshots::Snapshots;
+use crate::upstream::{self, Mirror, UpstreamClient, UpstreamError};
 use crate::write_path::{Published, Subscriber, WriteError, Writer, WriterTaskHandle};
 use futures::future::join_all;
 use std::collections::BTreeSet;
@@ -18,6 +23,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -56,6 +62,12 @@ pub enum AgentError {
     /// Applying config-file definitions failed.
     #[error("applying config files failed: {0}")]
     Apply(#[from] WriteError),
+    /// `--cache` / `--provider-only` cannot be used as given.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// `--upstream-consul` cannot be used as given.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
 }
 
 /// What a config reload changed.
@@ -150,13 +162,28 @@ pub struct Agent {
     reloader: Reloader,
     writer_task: WriterTaskHandle,
     report_task: JoinHandle<()>,
+    cache: RunningCache,
+    mirror: Option<Mirror>,
     _temporary: Option<tempfile::TempDir>,
 }
 
 impl Agent {
     /// Opens the store, restores the catalog, loads config files, and binds the listener.
     pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
-        let (data_dir, temporary) = match &config.data_dir {
+        // A bad --cache URL must stop the agent before it touches anything.
+        let cache = CacheSettings::from_config(&config)?;
+        // So must a bad --upstream-consul URL.
+        let upstream = config
+            .upstream_consul
+            .as_deref()
+            .map(|url| UpstreamClient::new(url, upstream::DEFAULT_WAIT))
+            .transpose()?;
+        // A provider is stateless: whatever --data-dir says, it keeps nothing (as --dev).
+        let data_dir_setting = match cache.is_provider_only() {
+            true => &DataDir::Temporary,
+            false => &config.data_dir,
+        };
+        let (data_dir, temporary) = match data_dir_setting {
             DataDir::Path(path) => (path.clone(), None),
             DataDir::Temporary => {
                 let dir = tempfile::Builder::new()
@@ -190,10 +217,25 @@ impl Agent {
         let (reports_tx, reports) = mpsc::channel(REPORT_QUEUE);
         let scheduler = Scheduler::new(reports_tx, SchedulerConfig::default());
         let store: Arc<dyn Store> = Arc::new(store);
+        let node_address = config.http_addr.ip().to_string();
+        let events = Arc::new(EventHub::new(&snapshots.load(), node_address.clone()));
+        let endpoints = Arc::new(EndpointCache::new(&snapshots.load(), node_address));
+        let mut metrics = Metrics::new();
+        let cache = cache
+            .start(&mut metrics, snapshots.load(), &endpoints)
+            .await?;
         let (writer, writer_task) = Writer::spawn(
             store,
             Arc::clone(&snapshots),
-            vec![Arc::new(HealthSubscriber(scheduler.clone()))],
+            vec![
+                Arc::new(HealthSubscriber(scheduler.clone())),
+                Arc::clone(&endpoints) as Arc<dyn Subscriber>,
+                Arc::clone(&events) as Arc<dyn Subscriber>,
+            ]
+            .into_iter()
+            // After the endpoint cache: the pusher writes the rendering it just made.
+            .chain(cache.subscriber())
+            .collect(),
         );
         {
             let catalog = snapshots.load();
@@ -235,6 +277,26 @@ impl Agent {
             scheduler,
             node,
             enable_script_checks: config.enable_script_checks,
+            endpoints,
+            // A mirror is ready after its first full sync (until then it may hold a stale
+            // view), and takes its writes from the upstream only.
+            ready: AtomicBool::new(upstream.is_none()),
+            read_only: upstream
+                .as_ref()
+                .map(|client| upstream::read_only_reason(client.base_url()))
+                .or_else(|| cache.read_only_reason()),
+            events,
+            metrics: Arc::new(metrics),
+            provider: cache.provider(),
+        });
+        let mirror = upstream.map(|client| {
+            let ready = Arc::clone(&state);
+            Mirror::spawn(
+                client,
+                state.writer.clone(),
+                Arc::clone(&state.snapshots),
+                move || ready.ready.store(true, std::sync::atomic::Ordering::Release),
+            )
         });
         Ok(Agent {
             state,
@@ -244,6 +306,8 @@ impl Agent {
             reloader,
             writer_task,
             report_task,
+            cache,
+            mirror,
             _temporary: temporary,
         })
     }
@@ -275,22 +339,37 @@ impl Agent {
             reloader,
             writer_task,
             report_task,
+            cache,
+            mirror,
             _temporary,
             ..
         } = self;
         let scheduler = state.scheduler.clone();
         let router = api::router(Arc::clone(&state));
+        // Watch streams never finish by themselves, and the graceful drain waits for every
+        // response: end them the moment shutdown starts, before the drain.
+        let events = Arc::clone(&state.events);
+        let shutdown = async move {
+            shutdown.await;
+            events.close();
+        };
         drop(state);
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
         tracing::info!("HTTP API stopped; stopping checks and closing the store");
+        // Before the writer closes: the mirror writes through it.
+        if let Some(mirror) = mirror {
+            mirror.shutdown().await;
+        }
         scheduler.shutdown().await;
         report_task.abort();
         let _ = report_task.await;
         drop(reloader);
         drop(scheduler);
         writer_task.close().await;
+        // After the writer: the pusher flushes the last changes it was handed.
+        cache.close().await;
         served.map_err(AgentError::Serve)
     }
 }

@@ -12,9 +12,14 @@
 pub mod agent;
 pub mod api;
 pub mod blocking;
+pub mod cache;
 pub mod config;
 pub mod consul;
+pub mod endpoints;
+pub mod events;
+pub mod metrics;
 pub mod snapshots;
+pub mod upstream;
 pub mod write_path;
 
 pub use agent::{Agent, AgentError, ReloadSummary, Reloader};

@@ -3,7 +3,7 @@
 //! ```text
 //! Writer::submit(Command) ─► writer task: Catalog::apply (validate, index, events)
 //!                             ─► Store::commit (fsync, once per batch: group commit)
-//!                             ─► Snapshots::publish (one pointer swap) ─► subscribers
+//!                             ─► subscribers ─► Snapshots::publish (one pointer swap)
 //!                             ─► reply to every submitter in the batch
 //! ```
 //!
@@ -17,6 +17,7 @@
 use crate::snapshots::Snapshots;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -71,6 +72,7 @@ struct Pending {
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Pending>,
+    healthy: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -81,16 +83,23 @@ impl Writer {
         subscribers: Vec<Arc<dyn Subscriber>>,
     ) -> (Writer, WriterTaskHandle) {
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let healthy = Arc::new(AtomicBool::new(true));
         let task = WriterTask {
             store,
             snapshots,
             subscribers,
             receiver,
             floor: 0,
+            healthy: Arc::clone(&healthy),
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(task.run(stop.clone()));
-        (Writer { queue }, WriterTaskHandle { task, stop })
+        (Writer { queue, healthy }, WriterTaskHandle { task, stop })
+    }
+
+    /// Whether writes are being accepted and the last store commit succeeded (for `/ready`).
+    pub fn is_healthy(&self) -> bool {
+        !self.queue.is_closed() && self.healthy.load(Ordering::Acquire)
     }
 
     /// Applies `command` and returns the catalog index once it is durable and visible.
@@ -141,6 +150,8 @@ struct WriterTask {
     /// Lowest index the next write may reuse minus one. A failed commit may still have reached
     /// the disk (an fsync error is ambiguous), so its indexes are never handed out again.
     floor: u64,
+    /// Whether the last commit succeeded, shared with every [`Writer`] for `/ready`.
+    healthy: Arc<AtomicBool>,
 }
 
 impl WriterTask {
@@ -197,12 +208,14 @@ impl WriterTask {
                 "store commit task failed: {join}"
             ))),
         };
+        self.healthy.store(result.is_ok(), Ordering::Release);
         if let Err(error) = &result {
             self.floor = index;
             tracing::error!(%error, commands = accepted.len(), "batch not written; catalog unchanged");
         } else {
+            // Subscribers first (renderings, check runners), then the swap that wakes blocking
+            // readers: whoever is woken finds every derived view already current.
             let catalog = Arc::new(next);
-            self.snapshots.publish(Arc::clone(&catalog), &touched);
             let change = Published {
                 catalog: &catalog,
                 touched: &touched,
@@ -211,6 +224,7 @@ impl WriterTask {
             for subscriber in &self.subscribers {
                 subscriber.published(&change);
             }
+            self.snapshots.publish(Arc::clone(&catalog), &touched);
         }
         for reply in accepted {
             let _ = reply.send(result.clone());

@@ -7,11 +7,14 @@
 //!   SIGKILL if it lingers).
 //! - [`HttpBackend`] and [`TcpBackend`]: health-check targets whose answer the test switches.
 //! - [`ScriptStatus`]: a file an exec check reads its exit code from.
+//! - [`memcached::Memcached`]: a real memcached on a free port, killable and restartable.
 //! - [`eventually`] / [`consistently`]: polling with a deadline. Tests never sleep to
 //!   synchronise; they wait for a condition and say what they waited for when it times out.
 //!
 //! Every test binary uses a different subset of these helpers.
 #![allow(dead_code)]
+
+pub mod memcached;
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
@@ -1032,5 +1035,335 @@ impl ScriptStatus {
         let staging = self.dir.path().join("status.new");
         std::fs::write(&staging, format!("{code}\n")).expect("writing the script status");
         std::fs::rename(&staging, self.file()).expect("publishing the script status");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watch streams: a Server-Sent Events reader over plain HTTP/1.1
+// ---------------------------------------------------------------------------------------------
+
+use std::io::Write as _;
+use std::net::TcpStream;
+
+/// One Server-Sent Event as a watcher receives it (comments and keep-alives are skipped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` field (`registered`, `deregistered`, `health`, `resync`).
+    pub event: String,
+    /// The `id:` field, what a reconnecting client sends back as `Last-Event-ID`.
+    pub id: String,
+    /// The `data:` lines, joined with `\n`.
+    pub data: String,
+}
+
+impl SseEvent {
+    /// The data parsed as JSON; panics with the event if it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data)
+            .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {self:?}"))
+    }
+
+    /// The id as `(index, place)`; an id without a place (`resync`'s) covers its whole index,
+    /// so it sorts after every event of that index.
+    pub fn position(&self) -> (u64, u32) {
+        let bad = |e: std::num::ParseIntError| -> ! {
+            panic!("event id {:?} is not INDEX[.SEQ] ({e})", self.id)
+        };
+        let (index, seq) = match self.id.split_once('.') {
+            Some((index, seq)) => (index, seq.parse().unwrap_or_else(|e| bad(e))),
+            None => (self.id.as_str(), u32::MAX),
+        };
+        (index.parse().unwrap_or_else(|e| bad(e)), seq)
+    }
+}
+
+/// An open `GET` of an SSE endpoint on a raw socket, so the test controls every read's
+/// deadline and sees exactly when the server ends the stream.
+pub struct SseStream {
+    reader: BufReader<ChunkedBody<BufReader<TcpStream>>>,
+    socket: TcpStream,
+    /// Response headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Every event read so far, for failure messages.
+    seen: Vec<SseEvent>,
+}
+
+impl SseStream {
+    /// Opens `GET path` on `addr`, sending `Last-Event-ID` when given, and panics unless the
+    /// answer is a 200 chunked event stream.
+    pub fn open(addr: SocketAddr, path: &str, last_event_id: Option<&str>) -> SseStream {
+        let socket = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("setting a read timeout");
+        let mut request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+        if let Some(id) = last_event_id {
+            request.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        request.push_str("\r\n");
+        (&socket)
+            .write_all(request.as_bytes())
+            .unwrap_or_else(|e| panic!("sending GET {path}: {e}"));
+
+        let mut head = BufReader::new(socket.try_clone().expect("cloning the socket"));
+        let mut status_line = String::new();
+        head.read_line(&mut status_line)
+            .unwrap_or_else(|e| panic!("reading the status of GET {path}: {e}"));
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            head.read_line(&mut line)
+                .unwrap_or_else(|e| panic!("reading the headers of GET {path}: {e}"));
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+            }
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert!(
+            status_line.starts_with("HTTP/1.1 200"),
+            "GET {path} answered {status_line:?} {headers:?}"
+        );
+        assert_eq!(
+            header("transfer-encoding"),
+            Some("chunked"),
+            "an event stream has no length: {headers:?}"
+        );
+        SseStream {
+            reader: BufReader::new(ChunkedBody::new(head)),
+            socket,
+            headers,
+            seen: Vec::new(),
+        }
+    }
+
+    /// A response header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The next event, or `None` when the server ended the stream. Panics if neither happens
+    /// within `timeout`.
+    #[track_caller]
+    pub fn next_event(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = Instant::now() + timeout;
+        let mut event = SseEvent {
+            event: String::new(),
+            id: String::new(),
+            data: String::new(),
+        };
+        let mut has_data = false;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no event within {timeout:?}; events so far: {:#?}",
+                self.seen
+            );
+            self.socket
+                .set_read_timeout(Some(left))
+                .expect("setting a read timeout");
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    panic!(
+                        "no event within {timeout:?}; events so far: {:#?}",
+                        self.seen
+                    )
+                }
+                // A reset connection is also the end of the stream.
+                Err(_) => return None,
+            }
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if !event.event.is_empty() || has_data {
+                    self.seen.push(event.clone());
+                    return Some(event);
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "event" => event.event = value.to_owned(),
+                "id" => event.id = value.to_owned(),
+                "data" => {
+                    if has_data {
+                        event.data.push('\n');
+                    }
+                    event.data.push_str(value);
+                    has_data = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The next event, which must come within `timeout`.
+    #[track_caller]
+    pub fn expect_event(&mut self, timeout: Duration) -> SseEvent {
+        self.next_event(timeout).unwrap_or_else(|| {
+            panic!(
+                "the stream ended while an event was expected; events so far: {:#?}",
+                self.seen
+            )
+        })
+    }
+}
+
+/// Reads an HTTP/1.1 chunked body as the plain bytes it carries; end of body reads as EOF.
+struct ChunkedBody<R> {
+    inner: R,
+    /// Bytes left in the current chunk.
+    left: usize,
+    done: bool,
+}
+
+impl<R: BufRead> ChunkedBody<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            left: 0,
+            done: false,
+        }
+    }
+}
+
+impl<R: BufRead> Read for ChunkedBody<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let mut size_line = String::new();
+            if self.inner.read_line(&mut size_line)? == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+            let size = size_line.trim().split(';').next().unwrap_or_default();
+            let size = usize::from_str_radix(size, 16).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("bad chunk size {size_line:?}: {e}"),
+                )
+            })?;
+            if size == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+            self.left = size;
+        }
+        let wanted = buf.len().min(self.left);
+        let n = self.inner.read(&mut buf[..wanted])?;
+        if n == 0 {
+            self.done = true;
+            return Ok(0);
+        }
+        self.left -= n;
+        if self.left == 0 {
+            let mut crlf = [0u8; 2];
+            self.inner.read_exact(&mut crlf)?;
+        }
+        Ok(n)
+    }
+}
+
+impl Agent {
+    /// Opens a watch stream (`/v1/watch` or `/v1/watch/{service}`), resuming after
+    /// `last_event_id` when given.
+    pub fn watch(&self, path: &str, last_event_id: Option<&str>) -> SseStream {
+        SseStream::open(self.addr, path, last_event_id)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A relay: a fixed address in front of a peer that restarts on another port
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP relay on a fixed loopback port that forwards each connection to a target the test
+/// switches. An agent pointed at the relay (`--upstream-consul`) keeps one address while the
+/// peer behind it is killed and restarted on a new ephemeral port. Without a target (or when
+/// the target does not answer) a connection is accepted and closed at once, which a client sees
+/// as the peer being down.
+pub struct TcpRelay {
+    runtime: Option<tokio::runtime::Runtime>,
+    addr: SocketAddr,
+    target: Arc<Mutex<Option<SocketAddr>>>,
+}
+
+impl TcpRelay {
+    /// Starts relaying to `target` (or to nothing).
+    pub fn start(target: Option<SocketAddr>) -> TcpRelay {
+        let runtime = backend_runtime("tcp-relay");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("binding the relay");
+        let addr = listener.local_addr().expect("relay address");
+        let target = Arc::new(Mutex::new(target));
+        let current = Arc::clone(&target);
+        runtime.spawn(async move {
+            loop {
+                let Ok((mut downstream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let target = *current.lock().expect("relay target lock");
+                tokio::spawn(async move {
+                    let Some(target) = target else {
+                        return;
+                    };
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await {
+                        let _ =
+                            tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        TcpRelay {
+            runtime: Some(runtime),
+            addr,
+            target,
+        }
+    }
+
+    /// `http://<relay address>`, for `--upstream-consul`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Forwards new connections to `target` from now on (connections already relayed stay
+    /// with the old target until it closes them).
+    pub fn set_target(&self, target: Option<SocketAddr>) {
+        *self.target.lock().expect("relay target lock") = target;
+    }
+}
+
+impl Drop for TcpRelay {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }

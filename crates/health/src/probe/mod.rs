@@ -80,7 +80,8 @@ pub(crate) enum Probe {
 }
 
 impl Probe {
-    /// Prepares `kind` to run with `timeout`. `None` for TTL checks, which do not probe.
+    /// Prepares `kind` to run with `timeout`. `None` for TTL and mirrored checks, which do not
+    /// probe.
     /// Must be called inside a Tokio runtime (a gRPC channel spawns its worker).
     pub(crate) fn new(
         kind: &CheckKind,
@@ -115,7 +116,7 @@ impl Probe {
                 grpc::GrpcProbe::new(target, *use_tls, timeout, context)
                     .map_or_else(Probe::Broken, Probe::Grpc)
             }
-            CheckKind::Ttl { .. } => return None,
+            CheckKind::Ttl { .. } | CheckKind::Mirrored { .. } => return None,
         };
         Some(probe)
     }

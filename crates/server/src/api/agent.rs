@@ -100,6 +100,7 @@ pub async fn checks(state: State, params: Params) -> Result<Response, ApiError> 
 
 /// `PUT /v1/agent/service/register`: upsert an instance with its checks.
 pub async fn register(state: State, params: Params, request: Body) -> Result<StatusCode, ApiError> {
+    state.check_writable()?;
     let value = body::json(request).await?;
     let service = ServiceBody::decode(value)?;
     if let Some(field) = service
@@ -131,6 +132,7 @@ fn unknown_check(id: &str) -> ApiError {
 
 /// `PUT /v1/agent/service/deregister/{id}`: remove an instance and its checks.
 pub async fn deregister(state: State, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.check_writable()?;
     let id = InstanceId::new(&id, "ID").map_err(|_| unknown_service(&id))?;
     state.writer.submit(Command::Deregister(id)).await?;
     Ok(StatusCode::OK)
@@ -138,6 +140,7 @@ pub async fn deregister(state: State, Path(id): Path<String>) -> Result<StatusCo
 
 /// `PUT /v1/agent/check/register`: add a check on its own (node-level or to a service).
 pub async fn register_check(state: State, request: Body) -> Result<StatusCode, ApiError> {
+    state.check_writable()?;
     let value = body::json(request).await?;
     let (definition, is_script) = check_registration(value)?;
     if is_script && !state.enable_script_checks {
@@ -155,6 +158,7 @@ pub async fn deregister_check(
     state: State,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    state.check_writable()?;
     let id = CheckId::new(&id, "CheckID").map_err(|_| unknown_check(&id))?;
     state.writer.submit(Command::DeregisterCheck(id)).await?;
     Ok(StatusCode::OK)
@@ -225,6 +229,7 @@ async fn heartbeat(
     status: Status,
     output: &str,
 ) -> Result<StatusCode, ApiError> {
+    state.check_writable()?;
     let catalog = state.snapshots.load();
     let check: &Check = catalog.check(id).ok_or_else(|| unknown_check(id))?;
     if !matches!(check.kind, CheckKind::Ttl { .. }) {

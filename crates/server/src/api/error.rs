@@ -4,17 +4,22 @@
 use crate::consul::request::RequestError;
 use crate::write_path::WriteError;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use wayfinder_catalog::CatalogError;
 
-/// An error response.
+/// An error response. Boxed inside so that `Result<_, ApiError>` stays small on the happy path.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Details>);
+
+#[derive(Debug)]
+struct Details {
     status: StatusCode,
     message: String,
     field: Option<String>,
+    service: Option<String>,
+    header: Option<(HeaderName, &'static str)>,
 }
 
 #[derive(Serialize)]
@@ -22,26 +27,28 @@ struct ErrorBody<'a> {
     error: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'a str>,
 }
 
 impl ApiError {
     /// An error with a status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Details {
             status,
             message: message.into(),
             field: None,
-        }
+            service: None,
+            header: None,
+        }))
     }
 
     /// 400 about one request field.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         let field = field.into();
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-            field: (!field.is_empty()).then_some(field),
-        }
+        let mut error = Self::new(StatusCode::BAD_REQUEST, message);
+        error.0.field = (!field.is_empty()).then_some(field);
+        error
     }
 
     /// 400 without a specific field.
@@ -55,13 +62,35 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Names the service the error is about in the body (Endpoint Provider errors).
+    pub fn with_service(mut self, service: &str) -> Self {
+        self.0.service = Some(service.to_owned());
+        self
+    }
+
+    /// Adds a response header, such as `Retry-After`.
+    pub fn with_header(mut self, name: HeaderName, value: &'static str) -> Self {
+        self.0.header = Some((name, value));
+        self
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let details = *self.0;
         let body = ErrorBody {
-            error: &self.message,
-            field: self.field.as_deref(),
+            error: &details.message,
+            field: details.field.as_deref(),
+            service: details.service.as_deref(),
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (details.status, Json(body)).into_response();
+        if let Some((name, value)) = details.header {
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
+        response
     }
 }
 

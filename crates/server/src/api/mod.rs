@@ -6,14 +6,22 @@
 mod agent;
 mod body;
 mod catalog;
+mod endpoints;
 mod error;
 mod health;
+mod metrics;
+mod probes;
 mod query;
 mod status;
+mod watch;
 
 pub use error::ApiError;
 
+use crate::cache::EndpointProvider;
 use crate::consul::response::NodeInfo;
+use crate::endpoints::EndpointCache;
+use crate::events::EventHub;
+use crate::metrics::Metrics;
 use crate::snapshots::Snapshots;
 use crate::write_path::Writer;
 use axum::Router;
@@ -37,6 +45,36 @@ pub struct ApiState {
     pub node: NodeInfo,
     /// Whether script checks may be registered through the API.
     pub enable_script_checks: bool,
+    /// Pre-rendered Endpoint Provider answers.
+    pub endpoints: Arc<EndpointCache>,
+    /// Whether the catalog is loaded (false until a mirror's first sync).
+    pub ready: std::sync::atomic::AtomicBool,
+    /// Why this agent refuses writes, if it does (mirror of an upstream, provider-only).
+    pub read_only: Option<String>,
+    /// Watch streams (`/v1/watch`): one fan-out of rendered events for every watcher, so the
+    /// cost of a change does not grow with the number of watchers. Closed at shutdown.
+    pub events: Arc<EventHub>,
+    /// Every registered metric, served by `/metrics` and `/v1/agent/metrics`; frozen once the
+    /// agent serves (subsystems keep their own handles to update).
+    pub metrics: Arc<Metrics>,
+    /// On a `--provider-only` agent, the Memcached reader that answers `/v1/endpoints`
+    /// instead of the (empty) local catalog; `None` on an agent that owns a catalog.
+    pub provider: Option<Arc<EndpointProvider>>,
+}
+
+impl ApiState {
+    /// Whether the catalog is loaded and answers can be trusted.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Refuses a write on a read-only agent with 403 and the reason.
+    pub fn check_writable(&self) -> Result<(), ApiError> {
+        match &self.read_only {
+            None => Ok(()),
+            Some(reason) => Err(ApiError::new(StatusCode::FORBIDDEN, reason.clone())),
+        }
+    }
 }
 
 /// Shared handler state.
@@ -46,6 +84,8 @@ pub type State = axum::extract::State<Arc<ApiState>>;
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/agent/self", get(agent::self_info))
+        .route("/v1/agent/metrics", get(metrics::agent_metrics))
+        .route("/metrics", get(metrics::prometheus))
         .route("/v1/agent/services", get(agent::services))
         .route("/v1/agent/checks", get(agent::checks))
         .route("/v1/agent/service/register", put(agent::register))
@@ -79,6 +119,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/health/state/{state}", get(health::state))
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
+        .route("/v1/endpoints/{service}", get(endpoints::endpoints))
+        .route("/v1/endpoints", get(endpoints::missing_service))
+        .route("/v1/endpoints/", get(endpoints::missing_service))
+        .route("/v1/watch/{service}", get(watch::service))
+        .route("/v1/watch", get(watch::all))
+        .route("/health", get(probes::health))
+        .route("/ready", get(probes::ready))
         .fallback(unknown_path)
         .layer(middleware::from_fn(explain_method_not_allowed))
         .with_state(state)

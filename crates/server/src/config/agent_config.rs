@@ -50,6 +50,14 @@ pub struct AgentConfig {
     pub node_name: String,
     /// This agent's datacenter.
     pub datacenter: String,
+    /// Memcached servers (`memcached://host:port[,host:port]`) that hold rendered endpoint
+    /// lists, pushed on every change; read by `--provider-only` agents.
+    pub cache: Option<String>,
+    /// Serve `/v1/endpoints` from the cache only: no registrations, no checks, no durable state
+    /// (a fleet of stateless providers behind the primary agent).
+    pub provider_only: bool,
+    /// An existing Consul (or Wayfinder) agent to mirror read-only, e.g. `http://10.0.0.2:8500`.
+    pub upstream_consul: Option<String>,
 }
 
 impl AgentConfig {
@@ -63,6 +71,9 @@ impl AgentConfig {
             enable_local_script_checks: false,
             node_name: default_node_name(),
             datacenter: DEFAULT_DATACENTER.to_owned(),
+            cache: None,
+            provider_only: false,
+            upstream_consul: None,
         }
     }
 }

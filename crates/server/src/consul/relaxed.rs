@@ -17,8 +17,11 @@ use serde_json::{Map, Value};
 /// A JSON value whose struct keys match field names case- and underscore-insensitively.
 pub struct Relaxed(pub Value);
 
-/// `EnableTagOverride`, `enable_tag_override` and `enabletagoverride` compare equal.
-fn same_key(key: &str, field: &str) -> bool {
+/// Whether `key`, as a client or a file wrote it, names the struct field `field`: ASCII case
+/// and underscores are ignored, so `EnableTagOverride`, `enable_tag_override` and
+/// `enabletagoverride` compare equal. The config-file loader uses it too, to find keys in a
+/// file the same way this decoder matched them and so put errors on the right line.
+pub(crate) fn same_key(key: &str, field: &str) -> bool {
     let mut k = key.bytes().filter(|b| *b != b'_');
     let mut f = field.bytes().filter(|b| *b != b'_');
     loop {

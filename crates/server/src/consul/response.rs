@@ -309,6 +309,7 @@ impl<'a> DefinitionJson<'a> {
             }
             CheckKind::Exec { args } => def.script_args = Some(args),
             CheckKind::Ttl { ttl } => def.ttl = Some(duration::format(*ttl)),
+            CheckKind::Mirrored { .. } => {}
         }
         def
     }
@@ -345,7 +346,7 @@ pub struct HealthCheckJson<'a> {
     #[serde(rename = "ServiceTags")]
     service_tags: &'a [String],
     #[serde(rename = "Type")]
-    kind: &'static str,
+    kind: &'a str,
     #[serde(rename = "Interval", skip_serializing_if = "Option::is_none")]
     interval: Option<String>,
     #[serde(rename = "Timeout", skip_serializing_if = "Option::is_none")]
@@ -371,7 +372,7 @@ impl<'a> HealthCheckJson<'a> {
         node: &'a NodeInfo,
         last: LastRun<'a>,
     ) -> Self {
-        let timed = !matches!(check.kind, CheckKind::Ttl { .. });
+        let timed = check.kind.is_scheduled();
         Self {
             node: &node.name,
             check_id: check.id.as_str(),

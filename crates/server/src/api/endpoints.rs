@@ -1,0 +1,140 @@
+//! `GET /v1/endpoints/{service}`: the Endpoint Provider's answer, a bare JSON array of healthy
+//! endpoints, with `ETag` = the service's modify index, `If-None-Match` → 304, blocking
+//! `?index=&wait=`, and `X-Cache-Status` saying whether the pre-rendered answer was used.
+
+use super::State;
+use super::error::ApiError;
+use super::query::Params;
+use crate::blocking::{self, Scope};
+use crate::endpoints::{EndpointFilter, Rendered};
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Seconds a client should wait before asking again when nothing is healthy: one typical
+/// check interval.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// `GET /v1/endpoints/{service}`.
+pub async fn endpoints(
+    state: State,
+    Path(service): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !state.is_ready() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the catalog is not loaded yet; retry shortly",
+        )
+        .with_header(header::RETRY_AFTER, RETRY_AFTER_SECONDS));
+    }
+    let filter = filter(&params)?;
+    if let Some(provider) = &state.provider {
+        // A provider-only agent (issue 3, "Memcached") answers from Memcached. `?index=` is
+        // validated but answered at once: the stored bytes carry no index to wait on.
+        params.blocking()?;
+        return provider.endpoints(&service, &filter, &headers).await;
+    }
+    let catalog = blocking::wait(
+        &state.snapshots,
+        Scope::Service(&service),
+        params.blocking()?,
+    )
+    .await;
+    if !catalog.has_service(&service) {
+        return Err(ApiError::not_found(format!(
+            "unknown service {service:?}: no instance is registered under that name"
+        ))
+        .with_service(&service));
+    }
+    let index = catalog.service_index(&service);
+    let (rendered, cache_status) = if filter.is_default() {
+        match state.endpoints.get(&service, index) {
+            Some(rendered) => (rendered, "HIT"),
+            None => (
+                std::sync::Arc::new(state.endpoints.render_default(&catalog, &service)),
+                "MISS",
+            ),
+        }
+    } else {
+        (
+            std::sync::Arc::new(state.endpoints.render_filtered(&catalog, &service, &filter)),
+            "MISS",
+        )
+    };
+    if rendered.count == 0 {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("service {service:?} has no healthy instance right now"),
+        )
+        .with_service(&service)
+        .with_header(header::RETRY_AFTER, RETRY_AFTER_SECONDS));
+    }
+    Ok(respond(&rendered, cache_status, &headers))
+}
+
+/// `GET /v1/endpoints/`: the one question without a service name.
+pub async fn missing_service() -> ApiError {
+    ApiError::field(
+        "service",
+        "a service name is required: GET /v1/endpoints/{service}",
+    )
+}
+
+fn filter(params: &Params) -> Result<EndpointFilter, ApiError> {
+    let mut filter = EndpointFilter {
+        tags: params.all("tag").map(str::to_owned).collect(),
+        ..EndpointFilter::default()
+    };
+    for pair in params.all("meta") {
+        let (key, value) = pair
+            .split_once(':')
+            .ok_or_else(|| ApiError::field("meta", format!("{pair:?} must be key:value")))?;
+        filter.meta.push((key.to_owned(), value.to_owned()));
+    }
+    for include in params.all("include") {
+        match include {
+            "warning" => filter.include_warning = true,
+            other => {
+                return Err(ApiError::field(
+                    "include",
+                    format!("{other:?} cannot be included; the only choice is include=warning"),
+                ));
+            }
+        }
+    }
+    Ok(filter)
+}
+
+fn respond(rendered: &Rendered, cache_status: &'static str, request: &HeaderMap) -> Response {
+    let etag = format!("\"{}\"", rendered.index);
+    let not_modified = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|value| {
+            value.split(',').any(|tag| {
+                let tag = tag.trim();
+                tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
+            })
+        });
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        rendered.body.clone().into_response()
+    };
+    let headers = response.headers_mut();
+    if !not_modified {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("X-Cache-Status", HeaderValue::from_static(cache_status));
+    headers.insert("X-Consul-Index", HeaderValue::from(rendered.index));
+    response
+}

@@ -1,0 +1,50 @@
+//! `GET /metrics` (OpenMetrics text, for Prometheus scrapes) and `GET /v1/agent/metrics`
+//! (Consul's path: JSON by default, the same text with `?format=prometheus`).
+
+use super::State;
+use super::error::ApiError;
+use super::query::{Params, json};
+use crate::metrics::OPENMETRICS_CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// `GET /metrics`.
+pub async fn prometheus(state: State) -> Response {
+    openmetrics(&state)
+}
+
+/// `GET /v1/agent/metrics[?format=prometheus]`.
+pub async fn agent_metrics(state: State, params: Params) -> Result<Response, ApiError> {
+    match params.get("format") {
+        None | Some("") => match state.metrics.to_json() {
+            Ok(body) => Ok(json(&body)),
+            Err(_) => Err(encoding_failed()),
+        },
+        Some("prometheus") => Ok(openmetrics(&state)),
+        Some(other) => Err(ApiError::field(
+            "format",
+            format!("unknown format {other:?}; use format=prometheus, or omit it for JSON"),
+        )),
+    }
+}
+
+fn openmetrics(state: &State) -> Response {
+    match state.metrics.encode() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => encoding_failed().into_response(),
+    }
+}
+
+fn encoding_failed() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "encoding the metrics failed; this is a bug, please report it with the agent's log",
+    )
+}

@@ -1,0 +1,28 @@
+//! `GET /health` (liveness: the process answers) and `GET /ready` (readiness: the catalog is
+//! loaded and the store accepts writes), for load balancers and orchestrators.
+
+use super::State;
+use super::query::json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json as object;
+
+/// Always 200 while the process serves HTTP.
+pub async fn health() -> Response {
+    json(&object!({"status": "ok"}))
+}
+
+/// 200 when the catalog is loaded and the last store commit succeeded, else 503 saying which.
+pub async fn ready(state: State) -> Response {
+    let catalog = state.is_ready();
+    let store = state.writer.is_healthy();
+    let body = object!({
+        "catalog": if catalog { "loaded" } else { "loading" },
+        "store": if store { "ok" } else { "failing: writes are not being saved; see the agent's log" },
+    });
+    if catalog && store {
+        json(&body)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, json(&body)).into_response()
+    }
+}

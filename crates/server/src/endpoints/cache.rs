@@ -1,0 +1,225 @@
+//! Per-service renderings, replaced by the write path when a service changes (push, never a
+//! TTL: the original design's Memcached TTL kept a dead node in answers for up to ~20 s).
+
+use super::render::{EndpointFilter, render};
+use crate::write_path::{Published, Subscriber};
+use bytes::Bytes;
+use dashmap::DashMap;
+use std::sync::Arc;
+use wayfinder_catalog::{Catalog, Touched};
+
+/// The default answer for one service at one index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The service's modify index the rendering was made at (the ETag).
+    pub index: u64,
+    /// The JSON array of passing endpoints.
+    pub body: Bytes,
+    /// How many endpoints `body` holds; 0 means "known but nothing healthy".
+    pub count: usize,
+}
+
+/// Renderings of every known service's default answer.
+pub struct EndpointCache {
+    entries: DashMap<Arc<str>, Arc<Rendered>>,
+    node_address: String,
+}
+
+impl EndpointCache {
+    /// A cache filled from `catalog`, rendering instances without an address as
+    /// `node_address`.
+    pub fn new(catalog: &Catalog, node_address: String) -> Self {
+        let cache = Self {
+            entries: DashMap::new(),
+            node_address,
+        };
+        for summary in catalog.services() {
+            cache.refresh(catalog, summary.name.as_str());
+        }
+        cache
+    }
+
+    /// The rendering of `service` if it is current at `index`.
+    pub fn get(&self, service: &str, index: u64) -> Option<Arc<Rendered>> {
+        self.entries
+            .get(service)
+            .map(|e| Arc::clone(e.value()))
+            .filter(|r| r.index == index)
+    }
+
+    /// Renders `service`'s default answer now (a request found the cache behind).
+    pub fn render_default(&self, catalog: &Catalog, service: &str) -> Rendered {
+        let (body, count) = render(
+            catalog,
+            service,
+            &EndpointFilter::default(),
+            &self.node_address,
+        );
+        Rendered {
+            index: catalog.service_index(service),
+            body,
+            count,
+        }
+    }
+
+    /// Renders a filtered answer for one request.
+    pub fn render_filtered(
+        &self,
+        catalog: &Catalog,
+        service: &str,
+        filter: &EndpointFilter,
+    ) -> Rendered {
+        let (body, count) = render(catalog, service, filter, &self.node_address);
+        Rendered {
+            index: catalog.service_index(service),
+            body,
+            count,
+        }
+    }
+
+    fn refresh(&self, catalog: &Catalog, service: &str) -> Option<Arc<Rendered>> {
+        if !catalog.has_service(service) {
+            self.entries.remove(service);
+            return None;
+        }
+        let rendered = Arc::new(self.render_default(catalog, service));
+        self.entries
+            .insert(Arc::from(service), Arc::clone(&rendered));
+        Some(rendered)
+    }
+}
+
+impl Subscriber for EndpointCache {
+    fn published(&self, change: &Published<'_>) {
+        for touched in change.touched {
+            if let Touched::Service(name) = touched {
+                self.refresh(change.catalog, name.as_str());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wayfinder_catalog::{
+        CheckDefinition, CheckKind, CheckPolicy, Command, Instance, InstanceId, Registration,
+        ServiceName, Source, Status,
+    };
+
+    fn register(catalog: &mut Catalog, id: &str, address: &str, status: Option<Status>) {
+        let instance = Instance {
+            id: InstanceId::new(id, "ID").expect("id"),
+            service: ServiceName::new("worker-service", "Name").expect("name"),
+            address: address.into(),
+            port: 8080,
+            tags: vec!["realtime".into()],
+            meta: Default::default(),
+            weights: Default::default(),
+            tagged_addresses: Default::default(),
+            enable_tag_override: false,
+            source: Source::Api,
+            create_index: 0,
+            modify_index: 0,
+        };
+        let checks = status
+            .map(|status| CheckDefinition {
+                id: None,
+                name: String::new(),
+                notes: String::new(),
+                service_id: None,
+                initial_status: Some(status),
+                kind: CheckKind::Ttl {
+                    ttl: std::time::Duration::from_secs(30),
+                },
+                policy: CheckPolicy {
+                    interval: std::time::Duration::ZERO,
+                    timeout: std::time::Duration::from_secs(1),
+                    success_before_passing: 0,
+                    failures_before_warning: 0,
+                    failures_before_critical: 0,
+                    deregister_critical_after: None,
+                },
+            })
+            .into_iter()
+            .collect();
+        let command = Command::Register(Box::new(Registration {
+            instance,
+            checks,
+            replace_existing_checks: false,
+        }));
+        catalog
+            .apply(catalog.index() + 1, &command)
+            .expect("register");
+    }
+
+    #[test]
+    fn default_rendering_lists_passing_endpoints_with_host_and_port() {
+        let mut catalog = Catalog::new(0);
+        register(&mut catalog, "w1", "10.0.1.10", None);
+        register(&mut catalog, "w2", "", Some(Status::Passing));
+        register(&mut catalog, "w3", "10.0.1.12", Some(Status::Critical));
+        register(&mut catalog, "w4", "10.0.1.13", Some(Status::Warning));
+        let cache = EndpointCache::new(&catalog, "192.0.2.1".into());
+        let index = catalog.service_index("worker-service");
+        let rendered = cache
+            .get("worker-service", index)
+            .expect("rendered at the current index");
+        let body: serde_json::Value = serde_json::from_slice(&rendered.body).expect("json");
+        let hosts: Vec<(&str, u64)> = body
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|e| {
+                (
+                    e["host"].as_str().expect("host"),
+                    e["port"].as_u64().expect("port"),
+                )
+            })
+            .collect();
+        assert_eq!(hosts, vec![("10.0.1.10", 8080), ("192.0.2.1", 8080)]);
+        assert_eq!(rendered.count, 2);
+        assert!(
+            cache.get("worker-service", index - 1).is_none(),
+            "stale index must miss"
+        );
+    }
+
+    #[test]
+    fn filters_select_by_tag_meta_and_warning() {
+        let mut catalog = Catalog::new(0);
+        register(&mut catalog, "w1", "10.0.1.10", None);
+        register(&mut catalog, "w4", "10.0.1.13", Some(Status::Warning));
+        let cache = EndpointCache::new(&catalog, "192.0.2.1".into());
+        let warning = EndpointFilter {
+            include_warning: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            cache
+                .render_filtered(&catalog, "worker-service", &warning)
+                .count,
+            2
+        );
+        let tagged = EndpointFilter {
+            tags: vec!["REALTIME".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            cache
+                .render_filtered(&catalog, "worker-service", &tagged)
+                .count,
+            1
+        );
+        let meta = EndpointFilter {
+            meta: vec![("zone".into(), "a".into())],
+            ..Default::default()
+        };
+        assert_eq!(
+            cache
+                .render_filtered(&catalog, "worker-service", &meta)
+                .count,
+            0
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! Rendering a service's endpoints as the bare JSON array clients decode.
+//!
+//! The top level stays an array of objects with `host` and `port` first, because the iOS client
+//! in our design notes decodes exactly that and nothing else.
+
+use bytes::Bytes;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use wayfinder_catalog::{Catalog, Status};
+
+/// Which instances a request wants. The default is passing instances only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointFilter {
+    /// Every tag must be present (case-insensitive, as Consul compares tags).
+    pub tags: Vec<String>,
+    /// Every `key:value` pair must be present in the instance's meta.
+    pub meta: Vec<(String, String)>,
+    /// Include instances in warning, with their status.
+    pub include_warning: bool,
+}
+
+impl EndpointFilter {
+    /// Whether this is the unfiltered question, the one kept pre-rendered.
+    pub fn is_default(&self) -> bool {
+        self.tags.is_empty() && self.meta.is_empty() && !self.include_warning
+    }
+}
+
+#[derive(Serialize)]
+struct EndpointJson<'a> {
+    host: &'a str,
+    port: u16,
+    id: &'a str,
+    tags: &'a [String],
+    meta: &'a BTreeMap<String, String>,
+    weight: u32,
+    status: Status,
+}
+
+/// Renders the endpoints of `service` that match `filter`, with `node_address` standing in for
+/// instances registered without an address (Consul's rule). Returns the JSON array and how many
+/// endpoints it holds.
+pub fn render(
+    catalog: &Catalog,
+    service: &str,
+    filter: &EndpointFilter,
+    node_address: &str,
+) -> (Bytes, usize) {
+    let endpoints: Vec<EndpointJson<'_>> = catalog
+        .instances_of(service)
+        .filter(|view| match view.health {
+            Status::Passing => true,
+            Status::Warning => filter.include_warning,
+            Status::Critical => false,
+        })
+        .filter(|view| view.instance.has_tags(&filter.tags))
+        .filter(|view| {
+            filter
+                .meta
+                .iter()
+                .all(|(k, v)| view.instance.meta.get(k).is_some_and(|value| value == v))
+        })
+        .map(|view| {
+            let instance = view.instance;
+            EndpointJson {
+                host: if instance.address.is_empty() {
+                    node_address
+                } else {
+                    &instance.address
+                },
+                port: instance.port,
+                id: instance.id.as_str(),
+                tags: &instance.tags,
+                meta: &instance.meta,
+                weight: match view.health {
+                    Status::Warning => instance.weights.warning,
+                    _ => instance.weights.passing,
+                },
+                status: view.health,
+            }
+        })
+        .collect();
+    let count = endpoints.len();
+    // Serializing plain structs of strings and numbers cannot fail; an empty array is the
+    // harmless answer if it ever did.
+    let body = serde_json::to_vec(&endpoints).unwrap_or_else(|_| b"[]".to_vec());
+    (Bytes::from(body), count)
+}
