@@ -1,0 +1,110 @@
+//! One keep-alive HTTP/1.1 connection to the agent.
+//!
+//! Each load-generating task owns exactly one [`Connection`] and sends its requests on it one
+//! after another, the way a well-behaved client library does. We use hyper's connection-level
+//! client rather than a pooled client so that "64 clients" means exactly 64 TCP connections,
+//! never more (a pool would open extra connections under load and hide that cost).
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// An open HTTP/1.1 connection; requests on it are sent one at a time.
+pub struct Connection {
+    host: HeaderValue,
+    sender: SendRequest<Full<Bytes>>,
+    driver: JoinHandle<()>,
+}
+
+/// A response, read to the end.
+#[derive(Debug)]
+pub struct Answer {
+    /// The status code.
+    pub status: StatusCode,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Connection {
+    /// Connects to `addr` (TCP_NODELAY, as every HTTP client does for small requests).
+    pub async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to {addr}; is the agent running?"))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .with_context(|| format!("HTTP/1.1 handshake with {addr} failed"))?;
+        // The connection future does the socket IO; it ends when `sender` is dropped or the
+        // peer closes.
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let host = HeaderValue::from_str(&addr.to_string())?;
+        Ok(Self {
+            host,
+            sender,
+            driver,
+        })
+    }
+
+    /// Sends one request and reads the whole response.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<Answer> {
+        self.sender.ready().await.context("the connection closed")?;
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.host.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(body))?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(Answer { status, body })
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put(&mut self, path: &str, json: impl Into<Bytes>) -> anyhow::Result<Answer> {
+        self.send(Method::PUT, path, json.into()).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<Answer> {
+        self.send(Method::GET, path, Bytes::new()).await
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// `GET path` on a fresh connection, expecting 200 and a JSON body.
+pub async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+    let mut connection = Connection::open(addr).await?;
+    let answer = connection
+        .get(path)
+        .await
+        .with_context(|| format!("GET {path}"))?;
+    if answer.status != StatusCode::OK {
+        anyhow::bail!(
+            "GET {path} answered {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    serde_json::from_slice(&answer.body).with_context(|| format!("GET {path}: body is not JSON"))
+}
