@@ -6,9 +6,13 @@ use wayfinder_server::{Agent, AgentConfig, DataDir};
 
 /// Prints the banner and flushes, so readers of a pipe see it immediately.
 pub fn print(config: &AgentConfig, agent: &Agent) {
-    let storage = match config.data_dir {
-        DataDir::Temporary => format!("{} (temporary: --dev)", agent.data_dir().display()),
-        DataDir::Path(_) => format!("{} (durable)", agent.data_dir().display()),
+    let storage = match (&config.data_dir, config.provider_only) {
+        (_, true) => format!(
+            "{} (temporary: --provider-only keeps no state)",
+            agent.data_dir().display()
+        ),
+        (DataDir::Temporary, false) => format!("{} (temporary: --dev)", agent.data_dir().display()),
+        (DataDir::Path(_), false) => format!("{} (durable)", agent.data_dir().display()),
     };
     let config_dir = config.config_dir.as_ref().map_or_else(
         || "none".to_owned(),
@@ -30,11 +34,31 @@ pub fn print(config: &AgentConfig, agent: &Agent) {
            data dir:      {storage}\n  \
            config dir:    {config_dir}\n  \
            script checks: {scripts}\n  \
-           HTTP API:      http://{addr}",
+           HTTP API:      http://{addr}{extras}",
         version = env!("CARGO_PKG_VERSION"),
         node = config.node_name,
         dc = config.datacenter,
         addr = agent.http_addr(),
+        extras = extras(config),
     );
     let _ = out.flush();
+}
+
+/// Banner lines for the optional roles, empty when none is on.
+fn extras(config: &AgentConfig) -> String {
+    let mut lines = String::new();
+    if let Some(cache) = &config.cache {
+        let role = if config.provider_only {
+            "read by this provider"
+        } else {
+            "pushed on every change"
+        };
+        lines.push_str(&format!("\n  cache:         {cache} ({role})"));
+    }
+    if let Some(upstream) = &config.upstream_consul {
+        lines.push_str(&format!(
+            "\n  upstream:      {upstream} (mirrored read-only)"
+        ));
+    }
+    lines
 }

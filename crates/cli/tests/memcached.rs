@@ -11,7 +11,7 @@ mod support;
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::memcached::Memcached;
-use support::{Agent, Response, consistently, eventually, http_client};
+use support::{Agent, Response, consistently, http_client};
 use tokio::time::Instant;
 
 const SERVICE: &str = "worker-service";
@@ -319,6 +319,73 @@ fn provider_serves_from_memcached_refuses_writes_and_rides_out_an_outage() {
             Err(format!("{up}"))
         }
     });
+}
+
+#[test]
+#[ignore = "needs memcached: scripts/test"]
+fn several_servers_split_the_keys_and_providers_find_them_whatever_the_list_order() {
+    let first = Memcached::start();
+    let mut second = Memcached::start();
+    let servers = |a: &Memcached, b: &Memcached| {
+        format!("{},{}", a.url(), b.url().trim_start_matches("memcached://"))
+    };
+    let primary = Agent::start(&["--cache", &servers(&first, &second)]);
+    let provider = Agent::start(&["--provider-only", "--cache", &servers(&second, &first)]);
+    let names: Vec<String> = (0..20).map(|i| format!("svc-{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        primary.register(&json!({
+            "Name": name, "ID": format!("{name}-1"), "Address": "10.0.2.1", "Port": 9000 + i
+        }));
+    }
+
+    // Every key lives on exactly one server, and both servers hold some.
+    let mut on_second = Vec::new();
+    for name in &names {
+        let key = format!("endpoints:{name}");
+        let expected = primary.get(&format!("/v1/endpoints/{name}"));
+        expected.expect_status(200);
+        let held_by_second =
+            primary.eventually(CACHE_TIMEOUT, &format!("{key} pushed"), || {
+                match (first.get(&key), second.get(&key)) {
+                    (Some(v), None) if v == expected.body => Ok(false),
+                    (None, Some(v)) if v == expected.body => Ok(true),
+                    other => Err(format!("{other:?}")),
+                }
+            });
+        if held_by_second {
+            on_second.push(name.clone());
+        }
+    }
+    assert!(
+        !on_second.is_empty() && on_second.len() < names.len(),
+        "20 keys should spread over 2 servers, second holds {on_second:?}"
+    );
+
+    // A provider that lists the servers the other way round finds every key.
+    for name in &names {
+        let path = format!("/v1/endpoints/{name}");
+        let answer = provider.eventually(CACHE_TIMEOUT, &format!("a HIT for {name}"), || {
+            let answer = provider.get(&path);
+            match (answer.status, cache_status(&answer)) {
+                (200, "HIT") => Ok(answer),
+                (status, cache) => Err(format!("{status} {cache} {}", answer.text())),
+            }
+        });
+        assert_eq!(answer.body, primary.get(&path).body);
+    }
+
+    // One server down is an outage of its keys only.
+    second.kill();
+    for name in &names {
+        let answer = provider.get(&format!("/v1/endpoints/{name}"));
+        answer.expect_status(200);
+        let expected = if on_second.contains(name) {
+            "BYPASS"
+        } else {
+            "HIT"
+        };
+        assert_eq!(cache_status(&answer), expected, "{name}");
+    }
 }
 
 #[test]

@@ -219,7 +219,7 @@ impl Agent {
         let store: Arc<dyn Store> = Arc::new(store);
         let node_address = config.http_addr.ip().to_string();
         let events = Arc::new(EventHub::new(&snapshots.load(), node_address.clone()));
-        let endpoints = Arc::new(EndpointCache::new(&snapshots.load(), node_address));
+        let endpoints = Arc::new(EndpointCache::new(node_address));
         let mut metrics = Metrics::new();
         let cache = cache
             .start(&mut metrics, snapshots.load(), &endpoints)
@@ -233,7 +233,8 @@ impl Agent {
                 Arc::clone(&events) as Arc<dyn Subscriber>,
             ]
             .into_iter()
-            // After the endpoint cache: the pusher writes the rendering it just made.
+            // The pusher only enqueues here; it renders on its own task from the catalog
+            // it is handed, so its place in this list does not matter.
             .chain(cache.subscriber())
             .collect(),
         );
@@ -290,13 +291,11 @@ impl Agent {
             provider: cache.provider(),
         });
         let mirror = upstream.map(|client| {
-            let ready = Arc::clone(&state);
-            Mirror::spawn(
-                client,
-                state.writer.clone(),
-                Arc::clone(&state.snapshots),
-                move || ready.ready.store(true, std::sync::atomic::Ordering::Release),
-            )
+            use std::sync::atomic::Ordering;
+            let (writer, snapshots) = (state.writer.clone(), Arc::clone(&state.snapshots));
+            let state = Arc::clone(&state);
+            let ready = move || state.ready.store(true, Ordering::Release);
+            Mirror::spawn(client, writer, snapshots, ready)
         });
         Ok(Agent {
             state,

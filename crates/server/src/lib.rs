@@ -1,8 +1,9 @@
 //! The Wayfinder agent: the write path, the Consul-shaped HTTP API, and config files.
 //!
 //! Where to look (DESIGN.md, "One path for every write"):
-//! - a write enters through [`api`] (or a config file via [`agent::Reloader`], or a health
-//!   report) as a `wayfinder_catalog::Command` submitted to [`write_path::Writer`];
+//! - a write enters through [`api`] (or a config file via [`agent::Reloader`], a health
+//!   report, or the `--upstream-consul` mirror in [`upstream`]) as a
+//!   `wayfinder_catalog::Command` submitted to [`write_path::Writer`];
 //! - it becomes durable in the writer task's `Store::commit` (group commit);
 //! - the snapshot is swapped in [`snapshots::Snapshots::publish`];
 //! - readers ([`api`] handlers) take [`snapshots::Snapshots::load`], and subscribers (the health

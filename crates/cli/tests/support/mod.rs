@@ -1335,8 +1335,7 @@ impl TcpRelay {
                         return;
                     };
                     if let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await {
-                        let _ =
-                            tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
+                        let _ = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
                     }
                 });
             }
@@ -1365,5 +1364,112 @@ impl Drop for TcpRelay {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests in flight: blocking queries observed from the test's side
+// ---------------------------------------------------------------------------------------------
+
+/// What a [`PendingGet`]'s thread hands back: when the request left, when its answer was read,
+/// and the answer (or why there was none).
+type Answered = (Instant, Instant, Result<Response, String>);
+
+/// A `GET` running on its own thread with its own client, so a test can observe that a
+/// blocking query is still open, make a change, and measure when the answer arrives. Every
+/// wait on it is a bounded wait on the answer itself (a channel `recv_timeout`), never a sleep.
+pub struct PendingGet {
+    path: String,
+    answer: mpsc::Receiver<Answered>,
+}
+
+/// A [`PendingGet`]'s answer and its timing.
+#[derive(Debug)]
+pub struct Answer {
+    /// The response.
+    pub response: Response,
+    /// When the request was sent.
+    pub sent: Instant,
+    /// When the whole response had been read.
+    pub arrived: Instant,
+}
+
+impl Answer {
+    /// How long the request was open.
+    pub fn took(&self) -> Duration {
+        self.arrived.saturating_duration_since(self.sent)
+    }
+}
+
+impl PendingGet {
+    /// Asserts that no answer arrives within `window`: the query is still blocked.
+    #[track_caller]
+    pub fn assert_pending_for(&self, window: Duration) {
+        match self.answer.recv_timeout(window) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok((sent, arrived, answer)) => panic!(
+                "GET {} answered after {:?} while it should still be blocked: {answer:?}",
+                self.path,
+                arrived.saturating_duration_since(sent)
+            ),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("GET {}: the request thread went away", self.path)
+            }
+        }
+    }
+
+    /// The answer, which must arrive within `timeout` from now.
+    #[track_caller]
+    pub fn answer_within(self, timeout: Duration) -> Answer {
+        match self.answer.recv_timeout(timeout) {
+            Ok((sent, arrived, Ok(response))) => Answer {
+                response,
+                sent,
+                arrived,
+            },
+            Ok((_, _, Err(error))) => panic!("GET {} failed: {error}", self.path),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("GET {} did not answer within {timeout:?}", self.path)
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("GET {}: the request thread went away", self.path)
+            }
+        }
+    }
+}
+
+impl Agent {
+    /// Starts `GET path` on a thread of its own and returns at once (for blocking queries).
+    /// The thread is detached: if the test fails first, it ends when the agent goes away.
+    pub fn get_in_background(&self, path: &str) -> PendingGet {
+        let url = format!("{}{path}", self.base_url());
+        let (sender, answer) = mpsc::channel();
+        thread::Builder::new()
+            .name("pending-get".into())
+            .spawn(move || {
+                let client = http_client();
+                let sent = Instant::now();
+                let result = client
+                    .get(&url)
+                    .send()
+                    .and_then(Response::read)
+                    .map_err(|e| format!("{e:?}"));
+                let _ = sender.send((sent, Instant::now(), result));
+            })
+            .expect("spawning a request thread");
+        PendingGet {
+            path: path.to_owned(),
+            answer,
+        }
+    }
+
+    /// `GET path` with extra request headers (`If-None-Match`, ...).
+    pub fn get_with_headers(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let url = format!("{}{path}", self.base_url());
+        let mut request = self.http.get(&url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request, &format!("GET {path} with {headers:?}"))
     }
 }

@@ -48,14 +48,10 @@ pub async fn endpoints(
         ))
         .with_service(&service));
     }
-    let index = catalog.service_index(&service);
     let (rendered, cache_status) = if filter.is_default() {
-        match state.endpoints.get(&service, index) {
-            Some(rendered) => (rendered, "HIT"),
-            None => (
-                std::sync::Arc::new(state.endpoints.render_default(&catalog, &service)),
-                "MISS",
-            ),
+        match state.endpoints.get_or_render(&catalog, &service) {
+            (rendered, true) => (rendered, "HIT"),
+            (rendered, false) => (rendered, "MISS"),
         }
     } else {
         (

@@ -332,14 +332,21 @@ pub struct Shards {
 
 impl Shards {
     /// Resolves every server and builds its client; connections are dialed on first use, so
-    /// servers that are down now are not an error. `timeout` bounds each dial and exchange.
-    pub async fn connect(url: &CacheUrl, timeout: Duration) -> Result<Self, super::CacheError> {
+    /// servers that are down now are not an error. `timeout` bounds each dial and exchange;
+    /// `max_idle` is how many connections per server are kept open for reuse (requests beyond
+    /// it dial and close their own, so it should cover the usual concurrency).
+    pub async fn connect(
+        url: &CacheUrl,
+        timeout: Duration,
+        max_idle: usize,
+    ) -> Result<Self, super::CacheError> {
         let mut shards = Vec::with_capacity(url.servers().len());
         for server in url.servers() {
             let name = server.to_string();
             let client = AsyncMemcache::builder()
                 .timeout(timeout)
                 .connect_timeout(timeout)
+                .max_idle(max_idle)
                 .connect_async([name.as_str()])
                 .await
                 .map_err(|error| super::CacheError::Resolve {
@@ -367,7 +374,8 @@ impl Shards {
         rendezvous(key.as_bytes(), &self.names)
     }
 
-    /// The server at `index`.
+    /// The server at `index` (clamped: there is always at least one, since a [`CacheUrl`]
+    /// cannot be empty).
     pub fn get(&self, index: usize) -> &Shard {
         &self.shards[index.min(self.shards.len() - 1)]
     }

@@ -47,6 +47,9 @@ pub use super::pusher::PROBE_INTERVAL;
 /// slower than answering from its own view; the server is then treated as down until a probe
 /// succeeds.
 pub const READ_TIMEOUT: Duration = Duration::from_millis(500);
+/// Connections kept open per server for reuse: a provider under load has many requests in
+/// flight, and each one beyond the idle pool would dial (and close) a connection of its own.
+pub const MAX_IDLE_CONNECTIONS: usize = 128;
 /// Seconds a client should wait before asking again after a 503.
 const RETRY_AFTER_SECONDS: &str = "1";
 
@@ -91,7 +94,7 @@ pub async fn start(
     url: &CacheUrl,
     metrics: CacheMetrics,
 ) -> Result<(Arc<EndpointProvider>, CacheTask), CacheError> {
-    let shards = Shards::connect(url, READ_TIMEOUT).await?;
+    let shards = Shards::connect(url, READ_TIMEOUT, MAX_IDLE_CONNECTIONS).await?;
     let provider = Arc::new(EndpointProvider::new(shards, metrics));
     tracing::info!(cache = %url, "provider-only: serving /v1/endpoints from memcached");
     let probing = Arc::clone(&provider);
@@ -312,7 +315,9 @@ mod tests {
         let url: CacheUrl = format!("memcached://127.0.0.1:{port}")
             .parse()
             .expect("url");
-        let shards = Shards::connect(&url, READ_TIMEOUT).await.expect("resolve");
+        let shards = Shards::connect(&url, READ_TIMEOUT, 1)
+            .await
+            .expect("resolve");
         let metrics = CacheMetrics::default();
         (EndpointProvider::new(shards, metrics.clone()), metrics)
     }

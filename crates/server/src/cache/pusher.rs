@@ -128,7 +128,7 @@ pub async fn start(
     endpoints: Arc<EndpointCache>,
     metrics: CacheMetrics,
 ) -> Result<(Arc<CachePusher>, CacheTask), CacheError> {
-    let shards = Shards::connect(url, WRITE_TIMEOUT).await?;
+    let shards = Shards::connect(url, WRITE_TIMEOUT, WRITE_CONCURRENCY).await?;
     let servers = shards.names().len();
     let availability = Availability::new(Role::Pusher, shards.names(), metrics.clone());
     let pusher = Arc::new(CachePusher::new(Arc::clone(&catalog)));
@@ -246,11 +246,8 @@ impl PusherTask {
         if !catalog.has_service(service) {
             return None;
         }
-        let index = catalog.service_index(service);
-        let rendered = match self.endpoints.get(service, index) {
-            Some(rendered) => rendered,
-            None => Arc::new(self.endpoints.render_default(catalog, service)),
-        };
+        // The same rendering `/v1/endpoints` serves, stored for its next reader (a HIT).
+        let (rendered, _) = self.endpoints.get_or_render(catalog, service);
         (rendered.count > 0).then(|| rendered.body.clone())
     }
 

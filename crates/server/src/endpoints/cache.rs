@@ -1,5 +1,11 @@
-//! Per-service renderings, replaced by the write path when a service changes (push, never a
-//! TTL: the original design's Memcached TTL kept a dead node in answers for up to ~20 s).
+//! Per-service renderings, dropped by the write path the moment a service changes (push, never
+//! a TTL: the original design's Memcached TTL kept a dead node in answers for up to ~20 s).
+//!
+//! The write path only invalidates: rendering a large service on the writer task made every
+//! write batch pay for it (registrations fell from 14,000/s to 1,700/s for a 20,000-instance
+//! service, see docs/BENCHMARKS.md). The first read after a change renders (MISS) and stores the
+//! result for every read after it (HIT). Each rendering carries the service index it was made
+//! at and is only served at that index, so a slow reader can never resurrect an old answer.
 
 use super::render::{EndpointFilter, render};
 use crate::write_path::{Published, Subscriber};
@@ -19,27 +25,22 @@ pub struct Rendered {
     pub count: usize,
 }
 
-/// Renderings of every known service's default answer.
+/// Renderings of services' default answers, made on first read after each change.
 pub struct EndpointCache {
     entries: DashMap<Arc<str>, Arc<Rendered>>,
     node_address: String,
 }
 
 impl EndpointCache {
-    /// A cache filled from `catalog`, rendering instances without an address as
-    /// `node_address`.
-    pub fn new(catalog: &Catalog, node_address: String) -> Self {
-        let cache = Self {
+    /// An empty cache, rendering instances without an address as `node_address`.
+    pub fn new(node_address: String) -> Self {
+        Self {
             entries: DashMap::new(),
             node_address,
-        };
-        for summary in catalog.services() {
-            cache.refresh(catalog, summary.name.as_str());
         }
-        cache
     }
 
-    /// The rendering of `service` if it is current at `index`.
+    /// The stored rendering of `service` if it was made at `index`.
     pub fn get(&self, service: &str, index: u64) -> Option<Arc<Rendered>> {
         self.entries
             .get(service)
@@ -47,7 +48,26 @@ impl EndpointCache {
             .filter(|r| r.index == index)
     }
 
-    /// Renders `service`'s default answer now (a request found the cache behind).
+    /// The default answer for `service` in `catalog`: the stored rendering when it is current
+    /// (`true`: a hit), else a fresh one, stored for the next reader (`false`: a miss).
+    pub fn get_or_render(&self, catalog: &Catalog, service: &str) -> (Arc<Rendered>, bool) {
+        let index = catalog.service_index(service);
+        if let Some(rendered) = self.get(service, index) {
+            return (rendered, true);
+        }
+        let rendered = Arc::new(self.render_default(catalog, service));
+        self.entries
+            .entry(Arc::from(service))
+            .and_modify(|stored| {
+                if stored.index < index {
+                    *stored = Arc::clone(&rendered);
+                }
+            })
+            .or_insert_with(|| Arc::clone(&rendered));
+        (rendered, false)
+    }
+
+    /// Renders `service`'s default answer without storing it.
     pub fn render_default(&self, catalog: &Catalog, service: &str) -> Rendered {
         let (body, count) = render(
             catalog,
@@ -76,24 +96,13 @@ impl EndpointCache {
             count,
         }
     }
-
-    fn refresh(&self, catalog: &Catalog, service: &str) -> Option<Arc<Rendered>> {
-        if !catalog.has_service(service) {
-            self.entries.remove(service);
-            return None;
-        }
-        let rendered = Arc::new(self.render_default(catalog, service));
-        self.entries
-            .insert(Arc::from(service), Arc::clone(&rendered));
-        Some(rendered)
-    }
 }
 
 impl Subscriber for EndpointCache {
     fn published(&self, change: &Published<'_>) {
         for touched in change.touched {
             if let Touched::Service(name) = touched {
-                self.refresh(change.catalog, name.as_str());
+                self.entries.remove(name.as_str());
             }
         }
     }
@@ -160,11 +169,16 @@ mod tests {
         register(&mut catalog, "w2", "", Some(Status::Passing));
         register(&mut catalog, "w3", "10.0.1.12", Some(Status::Critical));
         register(&mut catalog, "w4", "10.0.1.13", Some(Status::Warning));
-        let cache = EndpointCache::new(&catalog, "192.0.2.1".into());
+        let cache = EndpointCache::new("192.0.2.1".into());
         let index = catalog.service_index("worker-service");
-        let rendered = cache
-            .get("worker-service", index)
-            .expect("rendered at the current index");
+        assert!(
+            cache.get("worker-service", index).is_none(),
+            "nothing is rendered before a read"
+        );
+        let (_, hit) = cache.get_or_render(&catalog, "worker-service");
+        assert!(!hit, "the first read renders");
+        let (rendered, hit) = cache.get_or_render(&catalog, "worker-service");
+        assert!(hit, "the second read is served from the stored rendering");
         let body: serde_json::Value = serde_json::from_slice(&rendered.body).expect("json");
         let hosts: Vec<(&str, u64)> = body
             .as_array()
@@ -190,7 +204,7 @@ mod tests {
         let mut catalog = Catalog::new(0);
         register(&mut catalog, "w1", "10.0.1.10", None);
         register(&mut catalog, "w4", "10.0.1.13", Some(Status::Warning));
-        let cache = EndpointCache::new(&catalog, "192.0.2.1".into());
+        let cache = EndpointCache::new("192.0.2.1".into());
         let warning = EndpointFilter {
             include_warning: true,
             ..Default::default()

@@ -2,10 +2,10 @@
 //! every interface (Consul API, `/v1/endpoints`, watches) as if it were registered here.
 //!
 //! ```text
-//!  catalog loop ── GET /v1/catalog/services?index=&wait= ──┐  (one)
-//!  service loops ─ GET /v1/health/service/{name}?index=&wait= ┤  (one per upstream service)
-//!                                                            ▼
-//!                       Mirror task: UpstreamView ─► reconcile::plan (pure) ─► Writer
+//!  catalog loop (one)        GET /v1/catalog/services?index=&wait=       ──┐
+//!  service loops (one each)  GET /v1/health/service/{name}?index=&wait=  ──┤ changed answers
+//!                                                                          ▼
+//!        mirror task: UpstreamView ─► reconcile::plan (pure) ─► Writer (the one write path)
 //! ```
 //!
 //! Every loop is a chain of blocking queries (no polling: each request waits upstream until
@@ -92,7 +92,7 @@ impl Mirror {
             synced: BTreeSet::new(),
             on_first_sync: Some(Box::new(on_first_sync)),
             warned: BTreeSet::new(),
-            retry: BTreeSet::new(),
+            retry: None,
             stop: stop.clone(),
         };
         let task = tokio::spawn(task.run().instrument(span));
@@ -164,9 +164,29 @@ struct MirrorTask {
     /// Problems already logged (entries that cannot be mirrored, names that are not labels),
     /// so they are logged once, not on every answer.
     warned: BTreeSet<String>,
-    /// Services whose last plan could not be written.
-    retry: BTreeSet<String>,
+    /// A round whose plan could not be written, to be planned again.
+    retry: Option<Round>,
     stop: CancellationToken,
+}
+
+/// What one round of updates changed in the view.
+#[derive(Debug, Default)]
+struct Round {
+    /// Services whose instances changed, or that are gone.
+    touched: BTreeSet<String>,
+    /// Services that answered (changed or not).
+    fetched: BTreeSet<String>,
+    /// Whether the service list changed (the first listing also removes what the upstream
+    /// lost while this agent was down).
+    relisted: bool,
+}
+
+impl Round {
+    fn merge(&mut self, other: Round) {
+        self.touched.extend(other.touched);
+        self.fetched.extend(other.fetched);
+        self.relisted |= other.relisted;
+    }
 }
 
 impl MirrorTask {
@@ -190,7 +210,7 @@ impl MirrorTask {
             )
         };
         loop {
-            let retry_pending = !self.retry.is_empty();
+            let retry_pending = self.retry.is_some();
             let first = tokio::select! {
                 () = self.stop.cancelled() => break,
                 update = self.updates.recv() => match update {
@@ -199,21 +219,20 @@ impl MirrorTask {
                 },
                 () = tokio::time::sleep(WRITE_RETRY), if retry_pending => None,
             };
-            let mut touched = std::mem::take(&mut self.retry);
-            let mut fetched = BTreeSet::new();
+            let mut round = self.retry.take().unwrap_or_default();
             // Fold in everything already waiting: a burst of changes costs one plan and one
             // group commit.
             let mut next = first;
             loop {
                 if let Some(update) = next {
-                    self.take(update, &mut touched, &mut fetched);
+                    self.take(update, &mut round);
                 }
                 match self.updates.try_recv() {
                     Ok(update) => next = Some(update),
                     Err(_) => break,
                 }
             }
-            if !self.sync(touched, fetched).await {
+            if !self.sync(round).await {
                 break;
             }
         }
@@ -233,12 +252,7 @@ impl MirrorTask {
 
     /// Applies one update to the view, starting and stopping service loops as the list
     /// changes.
-    fn take(
-        &mut self,
-        update: Update,
-        touched: &mut BTreeSet<String>,
-        fetched: &mut BTreeSet<String>,
-    ) {
+    fn take(&mut self, update: Update, round: &mut Round) {
         match update {
             Update::Listed(names) => {
                 let mut mirrored = BTreeSet::new();
@@ -274,7 +288,8 @@ impl MirrorTask {
                 for name in new {
                     self.start_loop(name);
                 }
-                touched.extend(self.view.set_listed(mirrored));
+                round.relisted |= self.view.listed() != Some(&mirrored);
+                round.touched.extend(self.view.set_listed(mirrored));
             }
             Update::Health { service, entries } => {
                 if !self.loops.contains_key(&service) {
@@ -294,9 +309,9 @@ impl MirrorTask {
                     }
                 }
                 if self.view.set_health(&service, good) {
-                    touched.insert(service.clone());
+                    round.touched.insert(service.clone());
                 }
-                fetched.insert(service);
+                round.fetched.insert(service);
             }
         }
     }
@@ -331,9 +346,15 @@ impl MirrorTask {
 
     /// Plans against the published catalog and writes the plan. Returns false when the agent
     /// is shutting down.
-    async fn sync(&mut self, touched: BTreeSet<String>, fetched: BTreeSet<String>) -> bool {
+    async fn sync(&mut self, round: Round) -> bool {
+        if round.touched.is_empty() && !round.relisted {
+            // Answers that changed nothing (an index bumped by something we do not mirror).
+            self.synced.extend(round.fetched);
+            self.check_first_sync();
+            return true;
+        }
         let catalog = self.snapshots.load();
-        let plan = plan(&self.view, &catalog, &touched);
+        let plan = plan(&self.view, &catalog, &round.touched);
         drop(catalog);
         for skipped in &plan.skipped {
             self.warn_once(
@@ -371,14 +392,13 @@ impl MirrorTask {
             }
         }
         if !written {
-            self.retry.extend(touched);
-            self.retry.extend(fetched);
+            self.retry.get_or_insert_with(Round::default).merge(round);
             return true;
         }
         if count > 0 {
             tracing::debug!(commands = count, "mirrored upstream changes written");
         }
-        self.synced.extend(fetched);
+        self.synced.extend(round.fetched);
         self.check_first_sync();
         true
     }
