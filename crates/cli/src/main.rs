@@ -80,7 +80,7 @@ struct AgentArgs {
     #[arg(long, requires = "cache")]
     provider_only: bool,
     /// Mirror an existing Consul (or Wayfinder) agent read-only, e.g. http://10.0.0.2:8500.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "provider_only")]
     upstream_consul: Option<String>,
 }
 
