@@ -285,3 +285,64 @@ fn sighup_reloads_the_config_dir() {
         port_of("delta-1")
     });
 }
+
+#[test]
+fn a_definition_the_catalog_refuses_stops_start_up_before_anything_is_written() {
+    // Both files parse; the second names a service instance that does not exist, which only
+    // the catalog can tell. Nothing of the dir may be registered.
+    let config = config_dir(&[
+        (
+            "a.json",
+            r#"{"service": {"name": "alpha", "id": "alpha-1", "port": 7001}}"#,
+        ),
+        (
+            "b.hcl",
+            "check {\n  id = \"orphan\"\n  name = \"orphan\"\n  service_id = \"nobody\"\n  \
+             ttl = \"30s\"\n}\n",
+        ),
+    ]);
+    let data = temp_dir("wayfinder-data-");
+    let (status, stdout, stderr) = Agent::start_expecting_failure(&[
+        "--config-dir",
+        path_str(config.path()),
+        "--data-dir",
+        path_str(data.path()),
+    ]);
+    assert!(!status.success(), "the agent must refuse to start");
+    assert_no_banner(&stdout);
+    assert!(
+        stderr.contains("nobody"),
+        "the error names the unknown service:\n{stderr}"
+    );
+
+    // The same data dir without the config dir: alpha-1 was never written.
+    let agent = Agent::start_on(data.path(), &[]);
+    assert!(
+        agent.services().is_empty(),
+        "half-loaded: {:?}",
+        agent.services()
+    );
+}
+
+#[test]
+fn sighup_removes_top_level_checks_whose_file_is_gone() {
+    let config = config_dir(&[(
+        "node-check.hcl",
+        "check {\n  id = \"node-ttl\"\n  name = \"node ttl\"\n  ttl = \"30s\"\n}\n",
+    )]);
+    let agent = Agent::start(&["--config-dir", path_str(config.path())]);
+    assert!(
+        agent.check("node-ttl").is_some(),
+        "the node check is loaded"
+    );
+    fs::remove_file(config.path().join("node-check.hcl")).expect("removing the file");
+    agent.sighup();
+    agent.eventually(
+        CHECK_TIMEOUT,
+        "node-ttl gone after SIGHUP",
+        || match agent.check("node-ttl") {
+            None => Ok(()),
+            Some(_) => Err("node-ttl still registered".to_owned()),
+        },
+    );
+}

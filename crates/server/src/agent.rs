@@ -27,7 +27,7 @@ use std::sync::atomic::AtomicBool;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use wayfinder_catalog::{CatalogError, Command, Source, Touched};
+use wayfinder_catalog::{Catalog, CatalogError, CheckId, Command, Source, Touched};
 use wayfinder_health::{Report, Scheduler, SchedulerConfig};
 use wayfinder_store::{EmbeddedStore, Store, StoreError};
 
@@ -97,6 +97,8 @@ impl Subscriber for HealthSubscriber {
 #[derive(Clone)]
 pub struct Reloader {
     config_dir: Option<PathBuf>,
+    /// IDs of the top-level checks the last load defined, to remove those a reload drops.
+    config_checks: Arc<std::sync::Mutex<BTreeSet<CheckId>>>,
     scripts: ScriptPolicy,
     writer: Writer,
     snapshots: Arc<Snapshots>,
@@ -119,7 +121,12 @@ impl Reloader {
             .iter()
             .map(|r| r.instance.id.to_string())
             .collect();
-        let registrations = definitions
+        let loaded_checks: BTreeSet<CheckId> = definitions
+            .checks
+            .iter()
+            .filter_map(|c| c.id.clone())
+            .collect();
+        let commands: Vec<Command> = definitions
             .services
             .into_iter()
             .map(|r| Command::Register(Box::new(r)))
@@ -128,24 +135,57 @@ impl Reloader {
                     .checks
                     .into_iter()
                     .map(|c| Command::RegisterCheck(Box::new(c))),
-            );
+            )
+            .collect();
+        // Dry run on a copy (an O(1) clone): a definition the catalog refuses (a check for an
+        // unknown service, an ID owned by an API registration) must stop the whole load before
+        // anything is written, never half-load.
+        let mut trial = Catalog::clone(&self.snapshots.load());
+        for command in &commands {
+            trial
+                .apply(trial.index() + 1, command)
+                .map_err(|error| AgentError::Apply(WriteError::Rejected(error)))?;
+        }
         let mut summary = ReloadSummary::default();
-        for result in join_all(registrations.map(|command| self.writer.submit(command))).await {
+        for result in join_all(
+            commands
+                .into_iter()
+                .map(|command| self.writer.submit(command)),
+        )
+        .await
+        {
             result?;
             summary.registered += 1;
         }
-        let stale: Vec<_> = self
+        let stale_services: Vec<Command> = self
             .snapshots
             .load()
             .all_instances()
             .filter(|view| view.instance.source == Source::Config)
             .filter(|view| !defined.contains(view.instance.id.as_str()))
-            .map(|view| view.instance.id.clone())
+            .map(|view| Command::Deregister(view.instance.id.clone()))
             .collect();
-        for id in stale {
-            match self.writer.submit(Command::Deregister(id)).await {
+        // Checks carry no source, so the config checks of the previous load are remembered here
+        // (in memory: a check removed from the files while the agent was down stays until it is
+        // deregistered through the API).
+        let stale_checks: Vec<Command> = {
+            let mut previous = self
+                .config_checks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let stale = previous
+                .difference(&loaded_checks)
+                .map(|id| Command::DeregisterCheck(id.clone()))
+                .collect();
+            *previous = loaded_checks;
+            stale
+        };
+        for command in stale_services.into_iter().chain(stale_checks) {
+            match self.writer.submit(command).await {
                 Ok(_) => summary.removed += 1,
-                Err(WriteError::Rejected(CatalogError::UnknownInstance(_))) => {}
+                Err(WriteError::Rejected(
+                    CatalogError::UnknownInstance(_) | CatalogError::UnknownCheck(_),
+                )) => {}
                 Err(error) => return Err(error.into()),
             }
         }
@@ -247,6 +287,7 @@ impl Agent {
 
         let reloader = Reloader {
             config_dir: config.config_dir.clone(),
+            config_checks: Arc::default(),
             scripts,
             writer: writer.clone(),
             snapshots: Arc::clone(&snapshots),
