@@ -9,7 +9,7 @@ use crate::event::{Event, EventKind};
 use crate::instance::Instance;
 use crate::names::{CheckId, InstanceId, ServiceName};
 use crate::status::Status;
-use crate::validate::{ValidationError, limits};
+use crate::validate::{ValidationError, count, limits};
 use imbl::{OrdMap, OrdSet};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -231,17 +231,12 @@ impl Catalog {
     ) -> Result<Outcome, CatalogError> {
         let mut instance = registration.instance.clone();
         instance.validate()?;
-        if registration.checks.len() > limits::CHECKS_PER_INSTANCE_MAX {
-            return Err(ValidationError::new(
-                "Checks",
-                format!(
-                    "{} checks; at most {} are allowed",
-                    registration.checks.len(),
-                    limits::CHECKS_PER_INSTANCE_MAX
-                ),
-            )
-            .into());
-        }
+        count(
+            "Checks",
+            registration.checks.len(),
+            "checks",
+            limits::CHECKS_PER_INSTANCE_MAX,
+        )?;
         let checks = self.resolve_service_checks(&instance, &registration.checks)?;
 
         let mut outcome = Outcome::default();

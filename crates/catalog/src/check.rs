@@ -6,7 +6,7 @@
 
 use crate::names::{CheckId, InstanceId};
 use crate::status::Status;
-use crate::validate::{ValidationError, limits, text};
+use crate::validate::{ValidationError, count, limits, text};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -163,16 +163,7 @@ impl CheckKind {
                 if args.is_empty() || args[0].is_empty() {
                     return Err(ValidationError::new("Args", "must name a program to run"));
                 }
-                if args.len() > limits::ARGS_MAX {
-                    return Err(ValidationError::new(
-                        "Args",
-                        format!(
-                            "{} arguments; at most {} are allowed",
-                            args.len(),
-                            limits::ARGS_MAX
-                        ),
-                    ));
-                }
+                count("Args", args.len(), "arguments", limits::ARGS_MAX)?;
                 for (i, arg) in args.iter().enumerate() {
                     if arg.len() > limits::ARG_MAX || arg.contains('\0') {
                         return Err(ValidationError::new(
@@ -220,6 +211,26 @@ pub struct CheckPolicy {
     /// Deregister the instance after the check has been critical this long
     /// (measured from the moment it turned critical; no minimum).
     pub deregister_critical_after: Option<Duration>,
+}
+
+impl CheckPolicy {
+    /// A check run every `interval` (zero for TTL and mirrored checks, which are not run) that
+    /// may take up to `timeout`, with Consul's defaults for the rest: no thresholds
+    /// (`SuccessBeforePassing`, `FailuresBeforeWarning` and `FailuresBeforeCritical` 0, so each
+    /// result sets the status at once) and no automatic deregistration.
+    ///
+    /// Set the fields that differ with struct update syntax:
+    /// `CheckPolicy { failures_before_critical: 3, ..CheckPolicy::new(interval, timeout) }`.
+    pub const fn new(interval: Duration, timeout: Duration) -> Self {
+        Self {
+            interval,
+            timeout,
+            success_before_passing: 0,
+            failures_before_warning: 0,
+            failures_before_critical: 0,
+            deregister_critical_after: None,
+        }
+    }
 }
 
 /// A check as a user defines it, before the catalog fills in its defaults (ID, name).
@@ -348,14 +359,7 @@ mod tests {
                 tls_skip_verify: false,
                 tls_server_name: String::new(),
             },
-            policy: CheckPolicy {
-                interval: Duration::from_secs(10),
-                timeout: Duration::from_secs(1),
-                success_before_passing: 0,
-                failures_before_warning: 0,
-                failures_before_critical: 0,
-                deregister_critical_after: None,
-            },
+            policy: CheckPolicy::new(Duration::from_secs(10), Duration::from_secs(1)),
         }
     }
 

@@ -1,7 +1,7 @@
 //! A service instance: one address and port answering for a service name.
 
 use crate::names::{InstanceId, ServiceName};
-use crate::validate::{ValidationError, limits, text};
+use crate::validate::{ValidationError, count, limits, text};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -80,19 +80,34 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// The starting point for a registration of `id` under `service`, with Consul's defaults
+    /// for everything else: no address (the agent's own address is used), port 0, no tags or
+    /// meta, default [`Weights`], no tagged addresses, no tag override, [`Source::Api`], and
+    /// indexes 0 (the catalog sets both when it applies the registration).
+    ///
+    /// Set the fields that differ with struct update syntax:
+    /// `Instance { address: "10.0.0.5".into(), port: 8080, ..Instance::new(id, service) }`.
+    pub fn new(id: InstanceId, service: ServiceName) -> Self {
+        Self {
+            id,
+            service,
+            address: String::new(),
+            port: 0,
+            tags: Vec::new(),
+            meta: BTreeMap::new(),
+            weights: Weights::default(),
+            tagged_addresses: BTreeMap::new(),
+            enable_tag_override: false,
+            source: Source::Api,
+            create_index: 0,
+            modify_index: 0,
+        }
+    }
+
     /// Checks every field against [`limits`]. IDs and the name were validated on construction.
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_address("Address", &self.address)?;
-        if self.tags.len() > limits::TAGS_MAX {
-            return Err(ValidationError::new(
-                "Tags",
-                format!(
-                    "{} tags; at most {} are allowed",
-                    self.tags.len(),
-                    limits::TAGS_MAX
-                ),
-            ));
-        }
+        count("Tags", self.tags.len(), "tags", limits::TAGS_MAX)?;
         for (i, tag) in self.tags.iter().enumerate() {
             text(&format!("Tags[{i}]"), tag, limits::TAG_MAX)?;
         }
@@ -118,8 +133,10 @@ impl Instance {
             .all(|w| self.tags.iter().any(|t| t.eq_ignore_ascii_case(w.as_ref())))
     }
 
-    /// The definition without the bookkeeping indexes, for "did anything change" comparisons.
-    pub(crate) fn same_definition(&self, other: &Instance) -> bool {
+    /// Whether `other` defines the same instance: every field but the bookkeeping indexes, for
+    /// "did anything change" comparisons (a re-registration of an unchanged definition, or a
+    /// mirror deciding whether to write).
+    pub fn same_definition(&self, other: &Instance) -> bool {
         self.id == other.id
             && self.service == other.service
             && self.address == other.address
@@ -164,16 +181,7 @@ fn validate_address(field: &str, address: &str) -> Result<(), ValidationError> {
 }
 
 fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), ValidationError> {
-    if meta.len() > limits::META_PAIRS_MAX {
-        return Err(ValidationError::new(
-            "Meta",
-            format!(
-                "{} pairs; at most {} are allowed",
-                meta.len(),
-                limits::META_PAIRS_MAX
-            ),
-        ));
-    }
+    count("Meta", meta.len(), "pairs", limits::META_PAIRS_MAX)?;
     for (key, value) in meta {
         let field = format!("Meta.{key}");
         if key.is_empty() || key.len() > limits::META_KEY_MAX {

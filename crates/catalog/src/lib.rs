@@ -16,6 +16,7 @@
 mod catalog;
 mod check;
 mod command;
+mod duration;
 mod event;
 mod instance;
 mod names;
@@ -28,6 +29,7 @@ pub use check::{
     Check, CheckDefinition, CheckKind, CheckPolicy, MAX_OUTPUT_BYTES, truncate_output,
 };
 pub use command::{Command, Registration};
+pub use duration::go_duration;
 pub use event::{Event, EventKind};
 pub use instance::{Instance, Source, TaggedAddress, Weights};
 pub use names::{CheckId, InstanceId, ServiceName};

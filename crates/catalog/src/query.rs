@@ -123,6 +123,15 @@ impl Catalog {
         self.checks.get(id)
     }
 
+    /// The instance `check` belongs to; `None` for a node-level check.
+    pub fn owner(&self, check: &Check) -> Option<&Instance> {
+        check
+            .service_id
+            .as_ref()
+            .and_then(|id| self.instances.get(id))
+            .map(Arc::as_ref)
+    }
+
     /// Every check on the agent, in ID order.
     pub fn checks(&self) -> impl Iterator<Item = &Arc<Check>> + '_ {
         self.checks.values()

@@ -69,6 +69,17 @@ impl fmt::Display for ValidationError {
     }
 }
 
+/// Checks that `field` holds at most `max` items (`n` of them, called `what` in the message).
+pub(crate) fn count(field: &str, n: usize, what: &str, max: usize) -> Result<(), ValidationError> {
+    if n > max {
+        return Err(ValidationError::new(
+            field,
+            format!("{n} {what}; at most {max} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a free-text field's length and that it holds no control characters but tab/newline.
 pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
     if value.len() > max {

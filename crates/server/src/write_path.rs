@@ -8,11 +8,13 @@
 //! ```
 //!
 //! The writer task owns the only mutable catalog. It drains every command waiting in its queue
-//! into one batch, applies them in order to a copy of the published catalog (an O(1) clone),
-//! and makes the whole batch durable with one store commit. Only then does it swap the new
-//! catalog in and acknowledge the writers, so no reader ever sees a write that could still be
-//! lost, and 64 concurrent registrations cost one fsync, not 64. A refused command is answered
-//! at once and never reaches the store.
+//! into one batch, applies them in order to a copy of the latest catalog (an O(1) clone), and
+//! makes the whole batch durable with one store commit. Only then does it run the subscribers,
+//! swap the new catalog in and acknowledge the writers, so no reader ever sees a write that
+//! could still be lost, and 64 concurrent registrations cost one fsync, not 64. While one batch
+//! is being committed, the next is applied on top of it (pipelined one deep; commits stay in
+//! order, and a batch built on one that fails is applied again on what is durable). A refused
+//! command is answered at once and never reaches the store.
 
 use crate::snapshots::Snapshots;
 use std::collections::BTreeSet;
@@ -154,80 +156,155 @@ struct WriterTask {
     healthy: Arc<AtomicBool>,
 }
 
+/// A batch applied to a catalog copy, waiting for (or undergoing) its store commit.
+struct Prepared {
+    /// The catalog after the batch.
+    catalog: Arc<Catalog>,
+    touched: BTreeSet<Touched>,
+    events: Vec<Event>,
+    /// The accepted commands with their replies, kept so the batch can be applied again if
+    /// the batch before it fails (it was built on that batch's catalog).
+    accepted: Vec<Pending>,
+}
+
+/// A batch whose store commit runs on a blocking thread.
+struct InFlight {
+    commit: JoinHandle<Result<(), String>>,
+    batch: Prepared,
+}
+
 impl WriterTask {
+    /// The writer loop, pipelined one batch deep: while batch N is being made durable, the
+    /// next commands are applied on top of N's catalog as batch N+1, which is committed the
+    /// moment N is. Commits stay strictly ordered; only the CPU work of applying overlaps the
+    /// fsync (the serial section, not the disk, bounded registrations per second: see
+    /// docs/BENCHMARKS.md).
     async fn run(mut self, stop: CancellationToken) {
-        let mut batch = Vec::with_capacity(256);
+        let mut received = Vec::with_capacity(256);
+        let mut in_flight: Option<InFlight> = None;
+        let mut prepared: Option<Prepared> = None;
+        let mut queue_open = true;
         loop {
-            let received = tokio::select! {
-                received = self.receiver.recv_many(&mut batch, MAX_BATCH) => received,
-                () = stop.cancelled() => {
-                    // Refuse new writes, then finish every write already queued.
-                    self.receiver.close();
-                    self.receiver.recv_many(&mut batch, MAX_BATCH).await
-                }
-            };
-            if received == 0 {
+            if in_flight.is_none()
+                && let Some(batch) = prepared.take()
+            {
+                in_flight = self.start_commit(batch);
+            }
+            let can_receive = queue_open && prepared.is_none();
+            if in_flight.is_none() && !can_receive {
                 break;
             }
-            self.write_batch(std::mem::take(&mut batch)).await;
+            tokio::select! {
+                result = async {
+                    match in_flight.as_mut() {
+                        Some(flight) => (&mut flight.commit).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let Some(flight) = in_flight.take() else { continue };
+                    let result = result.unwrap_or_else(|join| Err(format!("store commit task failed: {join}")));
+                    let failed = result.is_err();
+                    self.finish(flight.batch, result);
+                    if failed && let Some(next) = prepared.take() {
+                        // It was built on the batch that just failed: apply it again on what
+                        // is actually durable.
+                        prepared = self.prepare(next.accepted, None);
+                    }
+                }
+                count = self.receiver.recv_many(&mut received, MAX_BATCH), if can_receive => {
+                    if count == 0 {
+                        queue_open = false;
+                        continue;
+                    }
+                    let base = in_flight.as_ref().map(|flight| Arc::clone(&flight.batch.catalog));
+                    prepared = self.prepare(std::mem::take(&mut received), base);
+                }
+                () = stop.cancelled(), if queue_open && !self.receiver.is_closed() => {
+                    // Refuse new writes, then finish every write already queued.
+                    self.receiver.close();
+                }
+            }
         }
         tracing::debug!("writer stopped; the store is closed");
     }
 
-    async fn write_batch(&mut self, batch: Vec<Pending>) {
-        let mut next = Catalog::clone(&self.snapshots.load());
+    /// Applies `batch` on `base` (the in-flight batch's catalog) or on the published catalog.
+    /// Refused commands are answered at once; `None` when nothing was accepted.
+    fn prepare(&self, batch: Vec<Pending>, base: Option<Arc<Catalog>>) -> Option<Prepared> {
+        let base = base.unwrap_or_else(|| self.snapshots.load());
+        let mut next = Catalog::clone(&base);
         let mut touched = BTreeSet::new();
         let mut events = Vec::new();
         let mut accepted = Vec::with_capacity(batch.len());
-        for Pending { command, reply } in batch {
-            match next.apply(next.index().max(self.floor) + 1, &command) {
+        for pending in batch {
+            match next.apply(next.index().max(self.floor) + 1, &pending.command) {
                 Ok(outcome) => {
                     touched.extend(outcome.touched);
                     events.extend(outcome.events);
-                    accepted.push(reply);
+                    accepted.push(pending);
                 }
                 Err(error) => {
-                    let _ = reply.send(Err(WriteError::Rejected(error)));
+                    let _ = pending.reply.send(Err(WriteError::Rejected(error)));
                 }
             }
         }
-        let index = next.index();
-        if touched.is_empty() {
-            for reply in accepted {
-                let _ = reply.send(Ok(index));
+        (!accepted.is_empty()).then(|| Prepared {
+            catalog: Arc::new(next),
+            touched,
+            events,
+            accepted,
+        })
+    }
+
+    /// Starts making `batch` durable. A batch that changed nothing needs no commit: it is
+    /// answered now (everything before it is durable, or it would still be in flight).
+    fn start_commit(&mut self, batch: Prepared) -> Option<InFlight> {
+        if batch.touched.is_empty() {
+            let index = batch.catalog.index();
+            for pending in batch.accepted {
+                let _ = pending.reply.send(Ok(index));
             }
-            return;
+            return None;
         }
-        let rows = next.rows_for(&touched);
+        let rows = batch.catalog.rows_for(&batch.touched);
+        let index = batch.catalog.index();
         let store = Arc::clone(&self.store);
-        let committed = tokio::task::spawn_blocking(move || store.commit(index, &rows)).await;
-        let result = match committed {
-            Ok(Ok(())) => Ok(index),
-            Ok(Err(error)) => Err(WriteError::Store(error.to_string())),
-            Err(join) => Err(WriteError::Store(format!(
-                "store commit task failed: {join}"
-            ))),
-        };
+        let commit = tokio::task::spawn_blocking(move || {
+            store
+                .commit(index, &rows)
+                .map_err(|error| error.to_string())
+        });
+        Some(InFlight { commit, batch })
+    }
+
+    /// Publishes a durable batch, or fails it, and answers its writers.
+    fn finish(&mut self, batch: Prepared, result: Result<(), String>) {
+        let index = batch.catalog.index();
         self.healthy.store(result.is_ok(), Ordering::Release);
-        if let Err(error) = &result {
-            self.floor = index;
-            tracing::error!(%error, commands = accepted.len(), "batch not written; catalog unchanged");
-        } else {
-            // Subscribers first (renderings, check runners), then the swap that wakes blocking
-            // readers: whoever is woken finds every derived view already current.
-            let catalog = Arc::new(next);
-            let change = Published {
-                catalog: &catalog,
-                touched: &touched,
-                events: &events,
-            };
-            for subscriber in &self.subscribers {
-                subscriber.published(&change);
+        let reply = match result {
+            Ok(()) => {
+                // Subscribers first (renderings, check runners), then the swap that wakes
+                // blocking readers: whoever is woken finds every derived view already current.
+                let change = Published {
+                    catalog: &batch.catalog,
+                    touched: &batch.touched,
+                    events: &batch.events,
+                };
+                for subscriber in &self.subscribers {
+                    subscriber.published(&change);
+                }
+                self.snapshots
+                    .publish(Arc::clone(&batch.catalog), &batch.touched);
+                Ok(index)
             }
-            self.snapshots.publish(Arc::clone(&catalog), &touched);
-        }
-        for reply in accepted {
-            let _ = reply.send(result.clone());
+            Err(error) => {
+                self.floor = self.floor.max(index);
+                tracing::error!(%error, commands = batch.accepted.len(), "batch not written; catalog unchanged");
+                Err(WriteError::Store(error))
+            }
+        };
+        for pending in batch.accepted {
+            let _ = pending.reply.send(reply.clone());
         }
     }
 }
@@ -236,7 +313,7 @@ impl WriterTask {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use wayfinder_catalog::{Instance, InstanceId, Registration, Rows, ServiceName, Source};
+    use wayfinder_catalog::{Instance, InstanceId, Registration, Rows, ServiceName};
     use wayfinder_store::{EmbeddedStore, StoreError, Stored};
 
     /// The real embedded store, counting commits and failing them on demand (fault injection:
@@ -245,6 +322,8 @@ mod tests {
         inner: EmbeddedStore,
         commits: AtomicUsize,
         fail: AtomicBool,
+        /// Makes each commit take this long, so a test can line batches up behind it.
+        delay_ms: std::sync::atomic::AtomicU64,
     }
 
     impl Store for CountingStore {
@@ -253,8 +332,12 @@ mod tests {
         }
 
         fn commit(&self, index: u64, rows: &Rows) -> Result<(), StoreError> {
+            // Decided when the commit starts, like a disk that is already failing.
+            let fail = self.fail.load(Ordering::SeqCst);
+            let delay = self.delay_ms.load(Ordering::SeqCst);
             self.commits.fetch_add(1, Ordering::SeqCst);
-            if self.fail.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+            if fail {
                 // Simulate the ambiguous case: the data reached the disk, then fsync failed.
                 self.inner.commit(index, rows)?;
                 return Err(StoreError::Storage {
@@ -269,18 +352,12 @@ mod tests {
 
     fn register(id: &str) -> Command {
         let instance = Instance {
-            id: InstanceId::new(id, "ID").expect("valid id"),
-            service: ServiceName::new("web", "Name").expect("valid name"),
             address: "127.0.0.1".into(),
             port: 80,
-            tags: Vec::new(),
-            meta: Default::default(),
-            weights: Default::default(),
-            tagged_addresses: Default::default(),
-            enable_tag_override: false,
-            source: Source::Api,
-            create_index: 0,
-            modify_index: 0,
+            ..Instance::new(
+                InstanceId::new(id, "ID").expect("valid id"),
+                ServiceName::new("web", "Name").expect("valid name"),
+            )
         };
         Command::Register(Box::new(Registration {
             instance,
@@ -302,6 +379,7 @@ mod tests {
             inner,
             commits: AtomicUsize::new(0),
             fail: AtomicBool::new(false),
+            delay_ms: std::sync::atomic::AtomicU64::new(0),
         });
         let snapshots = Arc::new(Snapshots::new(catalog));
         let dyn_store: Arc<dyn Store> = store.clone();
@@ -375,5 +453,63 @@ mod tests {
         let again = writer.submit(register("web-1")).await.expect("no-op write");
         assert_eq!(again, first);
         assert_eq!(store.commits.load(Ordering::SeqCst), commits);
+    }
+
+    #[tokio::test]
+    async fn a_batch_prepared_on_a_failed_commit_is_applied_again_on_what_is_durable() {
+        let (_dir, store, snapshots, writer) = start();
+        let base = writer.submit(register("web-0")).await.expect("first write");
+        store.fail.store(true, Ordering::SeqCst);
+        store.delay_ms.store(200, Ordering::SeqCst);
+        let failing = {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.submit(register("web-1")).await })
+        };
+        // Wait until web-1's commit is under way, then queue web-2 behind it: it is applied on
+        // top of web-1's (doomed) catalog while web-1 is being written.
+        while store.commits.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        store.fail.store(false, Ordering::SeqCst);
+        store.delay_ms.store(0, Ordering::SeqCst);
+        let next = writer
+            .submit(register("web-2"))
+            .await
+            .expect("web-2 is written");
+        let failed = failing.await.expect("task");
+        assert!(matches!(failed, Err(WriteError::Store(_))), "{failed:?}");
+        let catalog = snapshots.load();
+        assert!(
+            catalog.instance("web-1").is_none(),
+            "the failed batch must not be visible"
+        );
+        assert!(catalog.instance("web-2").is_some());
+        assert!(
+            next > base + 1,
+            "web-2 must not reuse the failed batch's index"
+        );
+    }
+
+    #[tokio::test]
+    async fn writes_queued_during_a_commit_are_pipelined_in_order() {
+        let (_dir, store, snapshots, writer) = start();
+        store.delay_ms.store(50, Ordering::SeqCst);
+        let first = {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.submit(register("web-1")).await })
+        };
+        while store.commits.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        // Deregistering web-1 is only valid on top of the in-flight registration.
+        let second = writer
+            .submit(Command::Deregister(
+                InstanceId::new("web-1", "ID").expect("id"),
+            ))
+            .await
+            .expect("applied on the in-flight catalog");
+        let first = first.await.expect("task").expect("first write");
+        assert!(second > first);
+        assert!(snapshots.load().instance("web-1").is_none());
     }
 }

@@ -11,9 +11,12 @@
 use crate::tables::{CHECKS, FORMAT, FORMAT_KEY, INDEX_KEY, INSTANCES, META, SERVICES};
 use crate::{Store, StoreError, Stored};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::{debug, info};
 use wayfinder_catalog::{Check, Instance, Rows, ServiceName};
@@ -241,23 +244,11 @@ impl Store for EmbeddedStore {
             let mut instances = txn
                 .open_table(INSTANCES)
                 .map_err(|e| self.error("commit", e))?;
-            for (id, row) in &rows.instances {
-                let json = row
-                    .as_deref()
-                    .map(|i| encode("instance", id.as_str(), i))
-                    .transpose()?;
-                self.put(&mut instances, id.as_str(), json.as_deref())?;
-            }
+            self.write_rows(&mut instances, "instance", &rows.instances)?;
             let mut checks = txn
                 .open_table(CHECKS)
                 .map_err(|e| self.error("commit", e))?;
-            for (id, row) in &rows.checks {
-                let json = row
-                    .as_deref()
-                    .map(|c| encode("check", id.as_str(), c))
-                    .transpose()?;
-                self.put(&mut checks, id.as_str(), json.as_deref())?;
-            }
+            self.write_rows(&mut checks, "check", &rows.checks)?;
             let mut services = txn
                 .open_table(SERVICES)
                 .map_err(|e| self.error("commit", e))?;
@@ -282,6 +273,22 @@ impl Store for EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// Encodes and writes every row of a JSON table (the counterpart of `load_rows`); a `None`
+    /// row deletes its key.
+    fn write_rows<K: AsRef<str>, T: Serialize>(
+        &self,
+        table: &mut Table<'_, &'static str, &'static [u8]>,
+        what: &'static str,
+        rows: &BTreeMap<K, Option<Arc<T>>>,
+    ) -> Result<(), StoreError> {
+        for (key, row) in rows {
+            let key = key.as_ref();
+            let json = row.as_deref().map(|r| encode(what, key, r)).transpose()?;
+            self.put(table, key, json.as_deref())?;
+        }
+        Ok(())
+    }
+
     /// Writes `value` under `key`, or deletes the row when `value` is `None`.
     fn put(
         &self,
@@ -297,11 +304,7 @@ impl EmbeddedStore {
     }
 }
 
-fn encode(
-    what: &'static str,
-    key: &str,
-    row: &impl serde::Serialize,
-) -> Result<Vec<u8>, StoreError> {
+fn encode(what: &'static str, key: &str, row: &impl Serialize) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(row).map_err(|source| StoreError::Encode {
         what,
         key: key.to_owned(),

@@ -4,12 +4,11 @@
 
 use proptest::prelude::*;
 use proptest::sample::select;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use wayfinder_catalog::{
     Catalog, CheckDefinition, CheckId, CheckKind, CheckPolicy, Command, Instance, InstanceId,
-    Registration, ServiceName, Source, Status, Touched, Weights,
+    Registration, ServiceName, Status, Touched,
 };
 use wayfinder_store::{EmbeddedStore, Store};
 
@@ -40,14 +39,7 @@ fn check(id: Option<&str>, ttl: bool, initial_status: Option<Status>) -> CheckDe
         service_id: None,
         initial_status,
         kind,
-        policy: CheckPolicy {
-            interval,
-            timeout: Duration::from_secs(1),
-            success_before_passing: 0,
-            failures_before_warning: 0,
-            failures_before_critical: 0,
-            deregister_critical_after: None,
-        },
+        policy: CheckPolicy::new(interval, Duration::from_secs(1)),
     }
 }
 
@@ -74,18 +66,12 @@ fn arb_command() -> impl Strategy<Value = Command> {
     )
         .prop_map(|(id, service, port, checks, replace_existing_checks)| {
             let instance = Instance {
-                id: instance_id(id),
-                service: ServiceName::new(service, "Name").expect("pool names are valid"),
                 address: "10.0.0.1".to_owned(),
                 port,
-                tags: Vec::new(),
-                meta: BTreeMap::new(),
-                weights: Weights::default(),
-                tagged_addresses: BTreeMap::new(),
-                enable_tag_override: false,
-                source: Source::Api,
-                create_index: 0,
-                modify_index: 0,
+                ..Instance::new(
+                    instance_id(id),
+                    ServiceName::new(service, "Name").expect("pool names are valid"),
+                )
             };
             Command::Register(Box::new(Registration {
                 instance,

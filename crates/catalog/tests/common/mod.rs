@@ -3,11 +3,10 @@
 //! Every test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 use wayfinder_catalog::{
     Catalog, Check, CheckDefinition, CheckId, CheckKind, CheckPolicy, Command, Instance,
-    InstanceId, Outcome, Registration, ServiceName, Source, Status, Weights,
+    InstanceId, Outcome, Registration, ServiceName, Status,
 };
 
 /// A service name the test knows to be valid.
@@ -28,18 +27,9 @@ pub fn check_id(id: &str) -> CheckId {
 /// A plain instance of `service` on 10.0.0.1:8080.
 pub fn instance(id: &str, service_name: &str) -> Instance {
     Instance {
-        id: instance_id(id),
-        service: service(service_name),
         address: "10.0.0.1".to_owned(),
         port: 8080,
-        tags: Vec::new(),
-        meta: BTreeMap::new(),
-        weights: Weights::default(),
-        tagged_addresses: BTreeMap::new(),
-        enable_tag_override: false,
-        source: Source::Api,
-        create_index: 0,
-        modify_index: 0,
+        ..Instance::new(instance_id(id), service(service_name))
     }
 }
 
@@ -50,14 +40,7 @@ pub fn policy_for(kind: &CheckKind) -> CheckPolicy {
     } else {
         Duration::from_secs(10)
     };
-    CheckPolicy {
-        interval,
-        timeout: Duration::from_secs(1),
-        success_before_passing: 0,
-        failures_before_warning: 0,
-        failures_before_critical: 0,
-        deregister_critical_after: None,
-    }
+    CheckPolicy::new(interval, Duration::from_secs(1))
 }
 
 /// A TTL check definition with an optional explicit ID, not yet attached to anything.

@@ -25,9 +25,9 @@ use tokio::process::Child;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::debug;
-use wayfinder_catalog::{MAX_OUTPUT_BYTES, Status};
+use wayfinder_catalog::{MAX_OUTPUT_BYTES, Status, go_duration};
 
-use super::{ProbeResult, go_duration};
+use super::ProbeResult;
 
 /// How long output is still read after the program exits, for what a background child of it
 /// still holds the pipe open for; then the run ends with what it has.

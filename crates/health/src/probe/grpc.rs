@@ -15,9 +15,9 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use wayfinder_catalog::Status;
+use wayfinder_catalog::{Status, go_duration};
 
-use super::{ProbeContext, ProbeResult, error_chain, go_duration};
+use super::{ProbeContext, ProbeResult, error_chain};
 
 /// A gRPC check prepared to run.
 #[derive(Debug)]

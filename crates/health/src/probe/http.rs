@@ -20,10 +20,10 @@ use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tracing::debug;
-use wayfinder_catalog::{MAX_OUTPUT_BYTES, Status};
+use wayfinder_catalog::{MAX_OUTPUT_BYTES, Status, go_duration};
 
 use super::tls::TlsTrust;
-use super::{ProbeContext, ProbeResult, error_chain, go_duration};
+use super::{ProbeContext, ProbeResult, error_chain};
 
 /// Most redirects followed before the check fails (Go's default client stops after 10).
 pub(crate) const MAX_REDIRECTS: usize = 10;

@@ -1,9 +1,9 @@
 //! TCP checks: a connection accepted within the timeout is passing, anything else critical.
 
 use std::time::Duration;
-use wayfinder_catalog::Status;
+use wayfinder_catalog::{Status, go_duration};
 
-use super::{ProbeResult, go_duration};
+use super::ProbeResult;
 
 /// A TCP check prepared to run.
 #[derive(Debug)]

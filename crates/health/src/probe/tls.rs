@@ -46,9 +46,7 @@ impl TlsTrust {
     /// saying why, while plain HTTP checks, which share the client, keep working.
     pub(crate) fn verifier(&self, skip_verify: bool) -> Arc<dyn ServerCertVerifier> {
         if skip_verify {
-            return Arc::new(AcceptAnyCertificate {
-                algorithms: provider().signature_verification_algorithms,
-            });
+            return Arc::new(FixedVerdict::accept_any());
         }
         Arc::clone(self.verifier.get_or_init(|| {
             match rustls_platform_verifier::Verifier::new_with_extra_roots(
@@ -59,10 +57,7 @@ impl TlsTrust {
                 Err(error) => {
                     let reason = format!("cannot verify TLS certificates: {error}");
                     warn!("{reason}; HTTPS and gRPC TLS checks will fail");
-                    Arc::new(Unverifiable {
-                        reason,
-                        algorithms: provider().signature_verification_algorithms,
-                    })
+                    Arc::new(FixedVerdict::refuse_all(reason))
                 }
             }
         }))
@@ -82,13 +77,36 @@ impl TlsTrust {
     }
 }
 
-/// `TLSSkipVerify`: any certificate, any name; handshake signatures are still verified.
+/// A verifier that does not look at the certificate chain or name: it accepts every
+/// certificate (`TLSSkipVerify`), or refuses every one with a reason (the trusted roots could
+/// not be loaded). Handshake signatures are verified either way.
 #[derive(Debug)]
-struct AcceptAnyCertificate {
+struct FixedVerdict {
+    /// `None` accepts; `Some(reason)` refuses with it.
+    refusal: Option<String>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for AcceptAnyCertificate {
+impl FixedVerdict {
+    /// `TLSSkipVerify`: any certificate, any name.
+    fn accept_any() -> Self {
+        Self {
+            refusal: None,
+            algorithms: provider().signature_verification_algorithms,
+        }
+    }
+
+    /// Stands in for the real verifier when the trusted roots could not be loaded: every
+    /// certificate is refused, with `reason`.
+    fn refuse_all(reason: String) -> Self {
+        Self {
+            refusal: Some(reason),
+            algorithms: provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl ServerCertVerifier for FixedVerdict {
     fn verify_server_cert(
         &self,
         _end_entity: &CertificateDer<'_>,
@@ -97,50 +115,10 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// Stands in for the real verifier when the trusted roots could not be loaded: every
-/// certificate is refused, with the reason.
-#[derive(Debug)]
-struct Unverifiable {
-    reason: String,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Unverifiable {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Err(rustls::Error::General(self.reason.clone()))
+        match &self.refusal {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(reason) => Err(rustls::Error::General(reason.clone())),
+        }
     }
 
     fn verify_tls12_signature(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use wayfinder_catalog::{
     Catalog, CheckDefinition, CheckId, CheckKind, CheckPolicy, Command, Instance, InstanceId,
-    Outcome, Registration, ServiceName, Source, Status, Touched, Weights,
+    Outcome, Registration, ServiceName, Status, Touched,
 };
 use wayfinder_health::{Report, Scheduler, SchedulerConfig};
 
@@ -155,18 +155,12 @@ pub fn instance_id(id: &str) -> InstanceId {
 /// An instance of service `web` on 127.0.0.1.
 pub fn instance(id: &str) -> Instance {
     Instance {
-        id: instance_id(id),
-        service: ServiceName::new("web", "Name").expect("valid"),
         address: "127.0.0.1".to_owned(),
         port: 8080,
-        tags: Vec::new(),
-        meta: BTreeMap::new(),
-        weights: Weights::default(),
-        tagged_addresses: BTreeMap::new(),
-        enable_tag_override: false,
-        source: Source::Api,
-        create_index: 0,
-        modify_index: 0,
+        ..Instance::new(
+            instance_id(id),
+            ServiceName::new("web", "Name").expect("valid"),
+        )
     }
 }
 
@@ -185,14 +179,7 @@ pub fn check(id: &str, kind: CheckKind) -> CheckDefinition {
         service_id: None,
         initial_status: None,
         kind,
-        policy: CheckPolicy {
-            interval,
-            timeout: Duration::from_secs(1),
-            success_before_passing: 0,
-            failures_before_warning: 0,
-            failures_before_critical: 0,
-            deregister_critical_after: None,
-        },
+        policy: CheckPolicy::new(interval, Duration::from_secs(1)),
     }
 }
 

@@ -1,17 +1,20 @@
 //! `/v1/agent/*`: registration, deregistration, TTL updates, and the agent's local view.
 
 use super::error::ApiError;
+use super::health::{health_checks, observe};
 use super::query::{Params, indexed, json};
-use super::{State, body};
+use super::{ApiState, State, body};
 use crate::blocking::{self, Scope};
 use crate::consul::request::{CheckUpdateBody, ServiceBody, check_registration};
-use crate::consul::response::{AgentServiceJson, HealthCheckJson, LastRun};
+use crate::consul::response::{AgentServiceJson, HealthCheckJson};
 use axum::body::Body;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
+use axum::routing::{MethodRouter, put};
 use serde_json::json as object;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use wayfinder_catalog::{Check, CheckId, CheckKind, Command, InstanceId, Source, Status};
 
 /// Message for a script check refused because the agent does not allow them.
@@ -66,34 +69,12 @@ pub async fn services(state: State, params: Params) -> Result<Response, ApiError
 /// Blocks on the catalog index.
 pub async fn checks(state: State, params: Params) -> Result<Response, ApiError> {
     let catalog = blocking::wait(&state.snapshots, Scope::Catalog, params.blocking()?).await;
-    let observations: BTreeMap<&str, _> = catalog
-        .checks()
-        .filter_map(|c| {
-            state
-                .scheduler
-                .observation(c.id.as_str())
-                .map(|o| (c.id.as_str(), o))
-        })
-        .collect();
-    let checks: BTreeMap<&str, HealthCheckJson<'_>> = catalog
-        .checks()
-        .map(|check| {
-            let owner = check
-                .service_id
-                .as_ref()
-                .and_then(|id| catalog.instance(id.as_str()))
-                .map(|v| v.instance.as_ref());
-            let last = observations
-                .get(check.id.as_str())
-                .map_or_else(LastRun::default, |o| LastRun {
-                    output: Some(o.output.as_str()),
-                    latency: Some(o.latency),
-                });
-            (
-                check.id.as_str(),
-                HealthCheckJson::new(check, owner, &state.node, last),
-            )
-        })
+    let all: Vec<_> = catalog.checks().collect();
+    let observations = observe(&state, &all);
+    let checks: BTreeMap<&str, HealthCheckJson<'_>> = all
+        .iter()
+        .map(|check| check.id.as_str())
+        .zip(health_checks(&catalog, &all, &observations, &state.node))
         .collect();
     Ok(indexed(catalog.index(), &checks))
 }
@@ -164,49 +145,14 @@ pub async fn deregister_check(
     Ok(StatusCode::OK)
 }
 
-/// `PUT /v1/agent/check/pass/{id}?note=`.
-pub async fn pass(
-    state: State,
-    Path(id): Path<String>,
-    params: Params,
-) -> Result<StatusCode, ApiError> {
-    heartbeat(
-        &state,
-        &id,
-        Status::Passing,
-        params.get("note").unwrap_or(""),
-    )
-    .await
-}
-
-/// `PUT /v1/agent/check/warn/{id}?note=`.
-pub async fn warn(
-    state: State,
-    Path(id): Path<String>,
-    params: Params,
-) -> Result<StatusCode, ApiError> {
-    heartbeat(
-        &state,
-        &id,
-        Status::Warning,
-        params.get("note").unwrap_or(""),
-    )
-    .await
-}
-
-/// `PUT /v1/agent/check/fail/{id}?note=`.
-pub async fn fail(
-    state: State,
-    Path(id): Path<String>,
-    params: Params,
-) -> Result<StatusCode, ApiError> {
-    heartbeat(
-        &state,
-        &id,
-        Status::Critical,
-        params.get("note").unwrap_or(""),
-    )
-    .await
+/// The route of `PUT /v1/agent/check/{pass,warn,fail}/{id}?note=`, one per `status`: a TTL
+/// update with the note as output. GET is taken too: python-consul 0.7.1 heartbeats with GET
+/// (reference §0.7).
+pub fn heartbeat_route(status: Status) -> MethodRouter<Arc<ApiState>> {
+    let handler = move |state: State, Path(id): Path<String>, params: Params| async move {
+        heartbeat(&state, &id, status, params.get("note").unwrap_or("")).await
+    };
+    put(handler).get(handler)
 }
 
 /// `PUT /v1/agent/check/update/{id}` with `{"Status", "Output"}`.

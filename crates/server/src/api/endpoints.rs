@@ -10,6 +10,7 @@ use crate::endpoints::{EndpointFilter, Rendered};
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
 /// Seconds a client should wait before asking again when nothing is healthy: one typical
 /// check interval.
@@ -105,19 +106,28 @@ fn filter(params: &Params) -> Result<EndpointFilter, ApiError> {
 
 fn respond(rendered: &Rendered, cache_status: &'static str, request: &HeaderMap) -> Response {
     let etag = format!("\"{}\"", rendered.index);
-    let not_modified = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|value| {
-            value.split(',').any(|tag| {
-                let tag = tag.trim();
-                tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
-            })
-        });
+    let mut response = list_response(rendered.body.clone(), &etag, cache_status, request);
+    response
+        .headers_mut()
+        .insert("X-Consul-Index", HeaderValue::from(rendered.index));
+    response
+}
+
+/// An endpoint list as `/v1/endpoints` answers it, whoever produced it (this agent's catalog,
+/// or Memcached on a provider-only agent): 304 when the request's `If-None-Match` already names
+/// `etag` (a quoted entity tag), else 200 with `body` as JSON; either way with `ETag`,
+/// `Cache-Control: no-cache` (clients revalidate every time) and `X-Cache-Status`.
+pub(crate) fn list_response(
+    body: Bytes,
+    etag: &str,
+    cache_status: &'static str,
+    request: &HeaderMap,
+) -> Response {
+    let not_modified = if_none_match(request, etag);
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        rendered.body.clone().into_response()
+        body.into_response()
     };
     let headers = response.headers_mut();
     if !not_modified {
@@ -126,11 +136,24 @@ fn respond(rendered: &Rendered, cache_status: &'static str, request: &HeaderMap)
             HeaderValue::from_static("application/json"),
         );
     }
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    if let Ok(value) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, value);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("X-Cache-Status", HeaderValue::from_static(cache_status));
-    headers.insert("X-Consul-Index", HeaderValue::from(rendered.index));
     response
+}
+
+/// Whether the request's `If-None-Match` names `etag` (weak validators compare equal, as the
+/// header's weak comparison says) or is `*`.
+fn if_none_match(request: &HeaderMap, etag: &str) -> bool {
+    request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|value| {
+            value.split(',').any(|tag| {
+                let tag = tag.trim();
+                tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
+            })
+        })
 }

@@ -1,14 +1,15 @@
 //! `/v1/health/*`: instances and checks filtered by health.
 
-use super::State;
 use super::catalog::node_meta_matches;
 use super::error::ApiError;
 use super::query::{Params, indexed};
+use super::{ApiState, State};
 use crate::blocking::{self, Scope};
-use crate::consul::response::{HealthCheckJson, LastRun, ServiceEntryJson};
+use crate::consul::response::{HealthCheckJson, LastRun, NodeInfo, ServiceEntryJson};
 use axum::extract::Path;
 use axum::response::Response;
-use wayfinder_catalog::{Check, Status};
+use std::sync::Arc;
+use wayfinder_catalog::{Catalog, Check, Status};
 use wayfinder_health::Observation;
 
 /// The live output and latency of a check, from the scheduler's last run.
@@ -79,22 +80,9 @@ pub async fn checks(
     params.check_read(&state.node.datacenter)?;
     let catalog = blocking::wait(&state.snapshots, Scope::Service(&name), params.blocking()?).await;
     let checks: Vec<_> = catalog.checks_of_service(&name).collect();
-    let observations: Vec<Option<Observation>> = checks
-        .iter()
-        .map(|c| state.scheduler.observation(c.id.as_str()))
-        .collect();
-    let body: Vec<HealthCheckJson<'_>> = checks
-        .iter()
-        .zip(&observations)
-        .map(|(check, observed)| {
-            let owner = check
-                .service_id
-                .as_ref()
-                .and_then(|id| catalog.instance(id.as_str()))
-                .map(|v| v.instance.as_ref());
-            HealthCheckJson::new(check, owner, &state.node, last_run(observed.as_ref()))
-        })
-        .collect();
+    let observations = observe(&state, &checks);
+    let body: Vec<HealthCheckJson<'_>> =
+        health_checks(&catalog, &checks, &observations, &state.node).collect();
     Ok(indexed(catalog.service_index(&name), &body))
 }
 
@@ -119,26 +107,41 @@ pub async fn state(
         .checks()
         .filter(|c| filter.is_none_or(|s| c.status == s))
         .collect();
-    let observations: Vec<Option<Observation>> = checks
-        .iter()
-        .map(|c| state.scheduler.observation(c.id.as_str()))
-        .collect();
+    let observations = observe(&state, &checks);
     let mut body = Vec::with_capacity(checks.len() + 1);
     if filter.is_none_or(|s| s == Status::Passing) {
         body.push(HealthCheckJson::serf(&state.node));
     }
-    for (check, observed) in checks.iter().zip(&observations) {
-        let owner = check
-            .service_id
-            .as_ref()
-            .and_then(|id| catalog.instance(id.as_str()))
-            .map(|v| v.instance.as_ref());
-        body.push(HealthCheckJson::new(
-            check,
-            owner,
-            &state.node,
-            last_run(observed.as_ref()),
-        ));
-    }
+    body.extend(health_checks(&catalog, &checks, &observations, &state.node));
     Ok(indexed(catalog.index(), &body))
+}
+
+/// The scheduler's last observation of each of `checks`, in the same order. They are owned
+/// (copied out of the scheduler), so they are collected before the JSON borrows from them.
+pub(super) fn observe(state: &ApiState, checks: &[&Arc<Check>]) -> Vec<Option<Observation>> {
+    checks
+        .iter()
+        .map(|c| state.scheduler.observation(c.id.as_str()))
+        .collect()
+}
+
+/// `checks` as `HealthCheck` objects, each with its owner from `catalog` and its last run from
+/// `observations` (as [`observe`] returns them for the same checks).
+pub(super) fn health_checks<'a>(
+    catalog: &'a Catalog,
+    checks: &[&'a Arc<Check>],
+    observations: &'a [Option<Observation>],
+    node: &'a NodeInfo,
+) -> impl Iterator<Item = HealthCheckJson<'a>> {
+    checks
+        .iter()
+        .zip(observations)
+        .map(move |(check, observed)| {
+            HealthCheckJson::new(
+                check,
+                catalog.owner(check),
+                node,
+                last_run(observed.as_ref()),
+            )
+        })
 }

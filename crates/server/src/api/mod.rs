@@ -15,6 +15,7 @@ mod query;
 mod status;
 mod watch;
 
+pub(crate) use endpoints::list_response;
 pub use error::ApiError;
 
 use crate::cache::EndpointProvider;
@@ -31,6 +32,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use std::sync::Arc;
+use wayfinder_catalog::Status;
 use wayfinder_health::Scheduler;
 
 /// What every handler can reach.
@@ -101,15 +103,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route(
             "/v1/agent/check/pass/{id}",
-            put(agent::pass).get(agent::pass),
+            agent::heartbeat_route(Status::Passing),
         )
         .route(
             "/v1/agent/check/warn/{id}",
-            put(agent::warn).get(agent::warn),
+            agent::heartbeat_route(Status::Warning),
         )
         .route(
             "/v1/agent/check/fail/{id}",
-            put(agent::fail).get(agent::fail),
+            agent::heartbeat_route(Status::Critical),
         )
         .route("/v1/agent/check/update/{id}", put(agent::update))
         .route("/v1/catalog/services", get(catalog::services))

@@ -374,6 +374,14 @@ impl Shards {
         rendezvous(key.as_bytes(), &self.names)
     }
 
+    /// Reads the sync marker ([`SYNCED_KEY`]) on every server at once, answers in
+    /// configuration order: `Ok(Some(_))` present, `Ok(None)` absent (restarted, flushed or
+    /// evicted since the last complete push), `Err` unreachable or refused.
+    pub async fn sync_markers(&self) -> Vec<memcache::exp::Result<Option<Bytes>>> {
+        let reads = self.shards.iter().map(|shard| get_bytes(shard, SYNCED_KEY));
+        futures::future::join_all(reads).await
+    }
+
     /// The server at `index` (clamped: there is always at least one, since a [`CacheUrl`]
     /// cannot be empty).
     pub fn get(&self, index: usize) -> &Shard {

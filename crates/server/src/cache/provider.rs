@@ -23,10 +23,10 @@
 //! answered at once, because the stored bytes carry no index to wait on (clients poll with
 //! `If-None-Match` instead; the ETag is a hash of the body — see the `cache` module docs).
 
-use super::memcached::{SYNCED_KEY, Shards, body_etag, get_bytes, is_outage, key_for};
+use super::memcached::{Shards, body_etag, get_bytes, is_outage, key_for};
 use super::outage::{Availability, Reachability, Role};
 use super::{CacheError, CacheTask, CacheUrl};
-use crate::api::ApiError;
+use crate::api::{ApiError, list_response};
 use crate::endpoints::EndpointFilter;
 use crate::metrics::{CacheMetrics, ReadLabel};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -220,12 +220,7 @@ impl EndpointProvider {
     }
 
     async fn probe(&self) {
-        let probes = self
-            .shards
-            .all()
-            .iter()
-            .map(|shard| get_bytes(shard, SYNCED_KEY));
-        let answers = futures::future::join_all(probes).await;
+        let answers = self.shards.sync_markers().await;
         for (server, answer) in answers.into_iter().enumerate() {
             match answer {
                 Ok(Some(_)) => self
@@ -244,32 +239,7 @@ impl EndpointProvider {
 /// 200 with the stored list (or 304 when the client has it).
 fn found(body: Bytes, cache_status: &'static str, request: &HeaderMap) -> Response {
     let etag = body_etag(&body);
-    let not_modified = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|value| {
-            value.split(',').any(|tag| {
-                let tag = tag.trim();
-                tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
-            })
-        });
-    let mut response = if not_modified {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        let mut response = body.into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
-    };
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, value);
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("X-Cache-Status", HeaderValue::from_static(cache_status));
-    response
+    list_response(body, &etag, cache_status, request)
 }
 
 fn not_found(service: &str, cache_status: &'static str) -> Response {

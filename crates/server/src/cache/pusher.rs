@@ -21,7 +21,7 @@
 //! so a resync and a change never race on a key, and the catalog it renders from only moves
 //! forward.
 
-use super::memcached::{SYNCED_KEY, Shards, get_bytes, is_outage, key_for};
+use super::memcached::{SYNCED_KEY, Shards, is_outage, key_for};
 use super::outage::{Availability, Reachability, Role};
 use super::{CacheError, CacheTask, CacheUrl};
 use crate::endpoints::EndpointCache;
@@ -310,12 +310,7 @@ impl PusherTask {
     /// Probes every server (one GET of the sync marker each, concurrently) and resyncs those
     /// that answer but have no complete push.
     async fn probe_and_resync(&mut self) {
-        let probes = self
-            .shards
-            .all()
-            .iter()
-            .map(|shard| get_bytes(shard, SYNCED_KEY));
-        let answers = futures::future::join_all(probes).await;
+        let answers = self.shards.sync_markers().await;
         for (server, answer) in answers.into_iter().enumerate() {
             match answer {
                 Ok(marker) => {
@@ -394,22 +389,16 @@ impl PusherTask {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
-    use wayfinder_catalog::{Command, Instance, InstanceId, Registration, ServiceName, Source};
+    use wayfinder_catalog::{Command, Instance, InstanceId, Registration, ServiceName};
 
     fn register(catalog: &mut Catalog, service: &str, id: &str) -> BTreeSet<Touched> {
         let instance = Instance {
-            id: InstanceId::new(id, "ID").expect("id"),
-            service: ServiceName::new(service, "Name").expect("name"),
             address: "10.0.0.1".into(),
             port: 80,
-            tags: Vec::new(),
-            meta: Default::default(),
-            weights: Default::default(),
-            tagged_addresses: Default::default(),
-            enable_tag_override: false,
-            source: Source::Api,
-            create_index: 0,
-            modify_index: 0,
+            ..Instance::new(
+                InstanceId::new(id, "ID").expect("id"),
+                ServiceName::new(service, "Name").expect("name"),
+            )
         };
         let command = Command::Register(Box::new(Registration {
             instance,

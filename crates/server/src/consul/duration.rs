@@ -2,7 +2,8 @@
 //!
 //! Consul clients send durations in Go's format and decode the ones we send with Go's parser,
 //! so an empty string or `10 s` would break them. humantime's format is close but not the same
-//! (`1m 30s`), hence this small parser and formatter.
+//! (`1m 30s`), hence this small parser; the formatter is the catalog's, shared with the health
+//! checks' outputs.
 
 use serde::Deserializer;
 use serde::de::{self, Visitor};
@@ -83,40 +84,11 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_nanos(nanos))
 }
 
-/// Formats like Go's `Duration.String()`: `0s`, `1.5µs`, `500ms`, `10s`, `1m30s`, `1h0m0s`.
+/// Formats like Go's `Duration.String()`: `0s`, `1.5µs`, `500ms`, `10s`, `1m30s`, `1h0m0s`
+/// (the workspace's one formatter, [`wayfinder_catalog::go_duration`], which check outputs
+/// use too).
 pub fn format(duration: Duration) -> String {
-    let nanos = duration.as_nanos();
-    if nanos == 0 {
-        return "0s".to_owned();
-    }
-    if nanos < 1_000_000_000 {
-        let (scale, unit) = match nanos {
-            n if n < 1_000 => (1, "ns"),
-            n if n < 1_000_000 => (1_000, "µs"),
-            _ => (1_000_000, "ms"),
-        };
-        return format!("{}{unit}", decimal(nanos, scale));
-    }
-    let hours = nanos / 3_600_000_000_000;
-    let minutes = (nanos / 60_000_000_000) % 60;
-    let seconds = decimal(nanos % 60_000_000_000, 1_000_000_000);
-    match (hours, minutes) {
-        (0, 0) => format!("{seconds}s"),
-        (0, m) => format!("{m}m{seconds}s"),
-        (h, m) => format!("{h}h{m}m{seconds}s"),
-    }
-}
-
-/// `value / scale` with the fraction written without trailing zeros, as Go does.
-fn decimal(value: u128, scale: u128) -> String {
-    let whole = value / scale;
-    let fraction = value % scale;
-    if fraction == 0 {
-        return whole.to_string();
-    }
-    let width = scale.ilog10() as usize;
-    let digits = format!("{fraction:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
+    wayfinder_catalog::go_duration(duration)
 }
 
 /// Serde helper: a Go duration string, or a JSON number of nanoseconds (Consul accepts both).

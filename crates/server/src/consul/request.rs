@@ -401,8 +401,6 @@ impl ServiceBody {
             checks.push(body.into_definition(&field)?);
         }
         let instance = Instance {
-            id,
-            service,
             address: self.address.unwrap_or_default(),
             port: self.port,
             tags: self.tags.unwrap_or_default(),
@@ -424,8 +422,7 @@ impl ServiceBody {
                 .collect(),
             enable_tag_override: self.enable_tag_override,
             source,
-            create_index: 0,
-            modify_index: 0,
+            ..Instance::new(id, service)
         };
         instance.validate()?;
         Ok(Registration {

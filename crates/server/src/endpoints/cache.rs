@@ -69,17 +69,7 @@ impl EndpointCache {
 
     /// Renders `service`'s default answer without storing it.
     pub fn render_default(&self, catalog: &Catalog, service: &str) -> Rendered {
-        let (body, count) = render(
-            catalog,
-            service,
-            &EndpointFilter::default(),
-            &self.node_address,
-        );
-        Rendered {
-            index: catalog.service_index(service),
-            body,
-            count,
-        }
+        self.render_filtered(catalog, service, &EndpointFilter::default())
     }
 
     /// Renders a filtered answer for one request.
@@ -113,23 +103,18 @@ mod tests {
     use super::*;
     use wayfinder_catalog::{
         CheckDefinition, CheckKind, CheckPolicy, Command, Instance, InstanceId, Registration,
-        ServiceName, Source, Status,
+        ServiceName, Status,
     };
 
     fn register(catalog: &mut Catalog, id: &str, address: &str, status: Option<Status>) {
         let instance = Instance {
-            id: InstanceId::new(id, "ID").expect("id"),
-            service: ServiceName::new("worker-service", "Name").expect("name"),
             address: address.into(),
             port: 8080,
             tags: vec!["realtime".into()],
-            meta: Default::default(),
-            weights: Default::default(),
-            tagged_addresses: Default::default(),
-            enable_tag_override: false,
-            source: Source::Api,
-            create_index: 0,
-            modify_index: 0,
+            ..Instance::new(
+                InstanceId::new(id, "ID").expect("id"),
+                ServiceName::new("worker-service", "Name").expect("name"),
+            )
         };
         let checks = status
             .map(|status| CheckDefinition {
@@ -141,14 +126,10 @@ mod tests {
                 kind: CheckKind::Ttl {
                     ttl: std::time::Duration::from_secs(30),
                 },
-                policy: CheckPolicy {
-                    interval: std::time::Duration::ZERO,
-                    timeout: std::time::Duration::from_secs(1),
-                    success_before_passing: 0,
-                    failures_before_warning: 0,
-                    failures_before_critical: 0,
-                    deregister_critical_after: None,
-                },
+                policy: CheckPolicy::new(
+                    std::time::Duration::ZERO,
+                    std::time::Duration::from_secs(1),
+                ),
             })
             .into_iter()
             .collect();

@@ -9,4 +9,4 @@ mod cache;
 mod render;
 
 pub use cache::{EndpointCache, Rendered};
-pub use render::{EndpointFilter, render};
+pub use render::{EndpointFilter, EndpointJson, render};

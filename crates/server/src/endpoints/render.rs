@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use wayfinder_catalog::{Catalog, Status};
+use wayfinder_catalog::{Catalog, InstanceView, Status};
 
 /// Which instances a request wants. The default is passing instances only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,8 +26,11 @@ impl EndpointFilter {
     }
 }
 
-#[derive(Serialize)]
-struct EndpointJson<'a> {
+/// One endpoint as clients decode it: `{host, port, id, tags, meta, weight, status}`. The
+/// `/v1/endpoints` array lists these, and watch events carry the same object, so a client
+/// decodes one shape everywhere.
+#[derive(Debug, Serialize)]
+pub struct EndpointJson<'a> {
     host: &'a str,
     port: u16,
     id: &'a str,
@@ -35,6 +38,30 @@ struct EndpointJson<'a> {
     meta: &'a BTreeMap<String, String>,
     weight: u32,
     status: Status,
+}
+
+impl<'a> EndpointJson<'a> {
+    /// Shapes one instance: `node_address` stands in for an instance registered without an
+    /// address (Consul's rule), and the weight is the one for its health (warning or passing).
+    pub fn new(view: &InstanceView<'a>, node_address: &'a str) -> Self {
+        let instance = view.instance;
+        Self {
+            host: if instance.address.is_empty() {
+                node_address
+            } else {
+                &instance.address
+            },
+            port: instance.port,
+            id: instance.id.as_str(),
+            tags: &instance.tags,
+            meta: &instance.meta,
+            weight: match view.health {
+                Status::Warning => instance.weights.warning,
+                _ => instance.weights.passing,
+            },
+            status: view.health,
+        }
+    }
 }
 
 /// Renders the endpoints of `service` that match `filter`, with `node_address` standing in for
@@ -60,25 +87,7 @@ pub fn render(
                 .iter()
                 .all(|(k, v)| view.instance.meta.get(k).is_some_and(|value| value == v))
         })
-        .map(|view| {
-            let instance = view.instance;
-            EndpointJson {
-                host: if instance.address.is_empty() {
-                    node_address
-                } else {
-                    &instance.address
-                },
-                port: instance.port,
-                id: instance.id.as_str(),
-                tags: &instance.tags,
-                meta: &instance.meta,
-                weight: match view.health {
-                    Status::Warning => instance.weights.warning,
-                    _ => instance.weights.passing,
-                },
-                status: view.health,
-            }
-        })
+        .map(|view| EndpointJson::new(&view, node_address))
         .collect();
     let count = endpoints.len();
     // Serializing plain structs of strings and numbers cannot fail; an empty array is the

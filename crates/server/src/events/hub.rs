@@ -432,7 +432,7 @@ mod tests {
     use std::time::Duration;
     use wayfinder_catalog::{
         CheckDefinition, CheckId, CheckKind, CheckPolicy, Command, Instance, InstanceId,
-        Registration, Source, Status,
+        Registration, Status,
     };
 
     /// A catalog driven by commands, publishing each group of them to a hub as one batch.
@@ -482,18 +482,12 @@ mod tests {
 
     fn register(service: &str, id: &str) -> Command {
         let instance = Instance {
-            id: InstanceId::new(id, "ID").expect("id"),
-            service: ServiceName::new(service, "Name").expect("name"),
-            address: String::new(),
             port: 8080,
             tags: vec!["v1".into()],
-            meta: Default::default(),
-            weights: Default::default(),
-            tagged_addresses: Default::default(),
-            enable_tag_override: false,
-            source: Source::Api,
-            create_index: 0,
-            modify_index: 0,
+            ..Instance::new(
+                InstanceId::new(id, "ID").expect("id"),
+                ServiceName::new(service, "Name").expect("name"),
+            )
         };
         let check = CheckDefinition {
             id: Some(CheckId::new(&format!("ttl:{id}"), "CheckID").expect("check id")),
@@ -504,14 +498,7 @@ mod tests {
             kind: CheckKind::Ttl {
                 ttl: Duration::from_secs(30),
             },
-            policy: CheckPolicy {
-                interval: Duration::ZERO,
-                timeout: Duration::from_secs(1),
-                success_before_passing: 0,
-                failures_before_warning: 0,
-                failures_before_critical: 0,
-                deregister_critical_after: None,
-            },
+            policy: CheckPolicy::new(Duration::ZERO, Duration::from_secs(1)),
         };
         Command::Register(Box::new(Registration {
             instance,

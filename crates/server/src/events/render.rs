@@ -24,10 +24,11 @@
 //! health), `{"index", "services": {"web": [...], ...}}` for all of them.
 
 use super::position::Position;
+use crate::endpoints::EndpointJson;
 use axum::response::sse::Event as SseEvent;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use wayfinder_catalog::{Catalog, Event, EventKind, InstanceView, ServiceName, Status};
+use wayfinder_catalog::{Catalog, Event, EventKind, ServiceName, Status};
 
 /// SSE event name of a full-state snapshot.
 pub const RESYNC: &str = "resync";
@@ -55,55 +56,22 @@ struct EventJson<'a> {
     from: Option<Status>,
     #[serde(skip_serializing_if = "Option::is_none")]
     to: Option<Status>,
+    /// The object `/v1/endpoints` lists, so a client decodes one shape everywhere.
     #[serde(skip_serializing_if = "Option::is_none")]
-    instance: Option<InstanceJson<'a>>,
-}
-
-/// The same object `/v1/endpoints` lists, so a client decodes one shape everywhere.
-#[derive(Serialize)]
-struct InstanceJson<'a> {
-    host: &'a str,
-    port: u16,
-    id: &'a str,
-    tags: &'a [String],
-    meta: &'a BTreeMap<String, String>,
-    weight: u32,
-    status: Status,
-}
-
-impl<'a> InstanceJson<'a> {
-    fn new(view: &InstanceView<'a>, node_address: &'a str) -> Self {
-        let instance = view.instance;
-        Self {
-            host: if instance.address.is_empty() {
-                node_address
-            } else {
-                &instance.address
-            },
-            port: instance.port,
-            id: instance.id.as_str(),
-            tags: &instance.tags,
-            meta: &instance.meta,
-            weight: match view.health {
-                Status::Warning => instance.weights.warning,
-                _ => instance.weights.passing,
-            },
-            status: view.health,
-        }
-    }
+    instance: Option<EndpointJson<'a>>,
 }
 
 #[derive(Serialize)]
 struct ServiceResyncJson<'a> {
     index: u64,
     service: &'a str,
-    instances: Vec<InstanceJson<'a>>,
+    instances: Vec<EndpointJson<'a>>,
 }
 
 #[derive(Serialize)]
 struct AllResyncJson<'a> {
     index: u64,
-    services: BTreeMap<&'a str, Vec<InstanceJson<'a>>>,
+    services: BTreeMap<&'a str, Vec<EndpointJson<'a>>>,
 }
 
 /// The SSE event name for `kind`.
@@ -142,7 +110,7 @@ pub fn render_event(
         to,
         instance: view
             .as_ref()
-            .map(|view| InstanceJson::new(view, node_address)),
+            .map(|view| EndpointJson::new(view, node_address)),
     };
     RenderedEvent {
         position,
@@ -164,18 +132,18 @@ pub fn render_resync(catalog: &Catalog, service: Option<&str>, node_address: &st
                 service,
                 instances: catalog
                     .instances_of(service)
-                    .map(|view| InstanceJson::new(&view, node_address))
+                    .map(|view| EndpointJson::new(&view, node_address))
                     .collect(),
             };
             frame(RESYNC, position, &data)
         }
         None => {
-            let mut services: BTreeMap<&str, Vec<InstanceJson<'_>>> = BTreeMap::new();
+            let mut services: BTreeMap<&str, Vec<EndpointJson<'_>>> = BTreeMap::new();
             for view in catalog.all_instances() {
                 services
                     .entry(view.instance.service.as_str())
                     .or_default()
-                    .push(InstanceJson::new(&view, node_address));
+                    .push(EndpointJson::new(&view, node_address));
             }
             frame(RESYNC, position, &AllResyncJson { index, services })
         }

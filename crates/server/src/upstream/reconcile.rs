@@ -340,14 +340,7 @@ fn clean_text(text: &str, max: usize) -> String {
 }
 
 /// A mirrored check is not run here: no interval, no timeout, no thresholds.
-const MIRRORED_POLICY: CheckPolicy = CheckPolicy {
-    interval: Duration::ZERO,
-    timeout: Duration::ZERO,
-    success_before_passing: 0,
-    failures_before_warning: 0,
-    failures_before_critical: 0,
-    deregister_critical_after: None,
-};
+const MIRRORED_POLICY: CheckPolicy = CheckPolicy::new(Duration::ZERO, Duration::ZERO);
 
 /// One entry as the local catalog should hold it.
 struct Desired {
@@ -377,18 +370,14 @@ fn desired(slot: &Slot<'_>) -> Result<Desired, String> {
         warning: w.warning,
     });
     let instance = Instance {
-        id: id.clone(),
-        service: service.clone(),
         address: address.to_owned(),
         port: upstream.port,
         tags: upstream.tags.clone(),
         meta: upstream.meta.clone(),
         weights,
-        tagged_addresses: BTreeMap::new(),
         enable_tag_override: upstream.enable_tag_override,
         source: Source::Upstream,
-        create_index: 0,
-        modify_index: 0,
+        ..Instance::new(id.clone(), service.clone())
     };
     instance.validate().map_err(|e| e.to_string())?;
 
@@ -480,7 +469,7 @@ fn diff(
                 &stored == wanted
             })
         });
-    if !checks_same || !same_instance(current.instance, &registration.instance) {
+    if !checks_same || !current.instance.same_definition(&registration.instance) {
         registrations.push(Command::Register(Box::new(registration)));
     }
     for (check, status, output) in wanted_statuses {
@@ -496,20 +485,6 @@ fn diff(
             });
         }
     }
-}
-
-/// The definition without the bookkeeping indexes (the catalog's own comparison is private).
-fn same_instance(a: &Instance, b: &Instance) -> bool {
-    a.id == b.id
-        && a.service == b.service
-        && a.address == b.address
-        && a.port == b.port
-        && a.tags == b.tags
-        && a.meta == b.meta
-        && a.weights == b.weights
-        && a.tagged_addresses == b.tagged_addresses
-        && a.enable_tag_override == b.enable_tag_override
-        && a.source == b.source
 }
 
 #[cfg(test)]
@@ -610,18 +585,13 @@ mod tests {
 
     fn local_config_instance(catalog: &mut Catalog, id: &str) {
         let instance = Instance {
-            id: InstanceId::new(id, "ID").expect("id"),
-            service: ServiceName::new("local", "Name").expect("name"),
             address: "127.0.0.1".into(),
             port: 1,
-            tags: Vec::new(),
-            meta: BTreeMap::new(),
-            weights: Weights::default(),
-            tagged_addresses: BTreeMap::new(),
-            enable_tag_override: false,
             source: Source::Config,
-            create_index: 0,
-            modify_index: 0,
+            ..Instance::new(
+                InstanceId::new(id, "ID").expect("id"),
+                ServiceName::new("local", "Name").expect("name"),
+            )
         };
         let index = catalog.index() + 1;
         catalog

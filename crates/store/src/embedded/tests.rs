@@ -4,22 +4,20 @@ use super::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use wayfinder_catalog::{CheckId, CheckKind, CheckPolicy, InstanceId, Source, Status, Weights};
+use wayfinder_catalog::{CheckId, CheckKind, CheckPolicy, InstanceId, Status};
 
 fn instance(id: &str, service: &str, index: u64) -> Instance {
     Instance {
-        id: InstanceId::new(id, "ID").expect("valid ID"),
-        service: ServiceName::new(service, "Name").expect("valid name"),
         address: "10.0.0.1".to_owned(),
         port: 8080,
         tags: vec!["v1".to_owned()],
         meta: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
-        weights: Weights::default(),
-        tagged_addresses: BTreeMap::new(),
-        enable_tag_override: false,
-        source: Source::Api,
         create_index: index,
         modify_index: index,
+        ..Instance::new(
+            InstanceId::new(id, "ID").expect("valid ID"),
+            ServiceName::new(service, "Name").expect("valid name"),
+        )
     }
 }
 
@@ -35,12 +33,8 @@ fn check(id: &str, owner: Option<&str>, index: u64) -> Check {
             ttl: Duration::from_secs(10),
         },
         policy: CheckPolicy {
-            interval: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-            success_before_passing: 0,
-            failures_before_warning: 0,
-            failures_before_critical: 0,
             deregister_critical_after: Some(Duration::from_secs(60)),
+            ..CheckPolicy::new(Duration::ZERO, Duration::from_secs(1))
         },
         create_index: index,
         modify_index: index,
