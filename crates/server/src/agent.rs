@@ -6,7 +6,7 @@
 //! runs the other way: stop accepting requests and let in-flight ones finish, stop the checks,
 //! then let the writer drain its queue and close the store cleanly.
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, SharedReads};
 use crate::cache::{CacheError, CacheSettings, RunningCache};
 use crate::config::service_files::{self, ConfigError, Definitions, ScriptPolicy};
 use crate::config::{AgentConfig, DataDir};
@@ -330,6 +330,7 @@ impl Agent {
             events,
             metrics: Arc::new(metrics),
             provider: cache.provider(),
+            shared_reads: SharedReads::default(),
         });
         let mirror = upstream.map(|client| {
             use std::sync::atomic::Ordering;

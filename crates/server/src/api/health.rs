@@ -2,12 +2,13 @@
 
 use super::catalog::node_meta_matches;
 use super::error::ApiError;
-use super::query::{Params, indexed};
+use super::query::{Params, indexed, indexed_bytes};
 use super::{ApiState, State};
 use crate::blocking::{self, Scope};
 use crate::consul::response::{HealthCheckJson, LastRun, NodeInfo, ServiceEntryJson};
 use axum::extract::Path;
 use axum::response::Response;
+use bytes::Bytes;
 use std::sync::Arc;
 use wayfinder_catalog::{Catalog, Check, Status};
 use wayfinder_health::Observation;
@@ -29,11 +30,31 @@ pub async fn service(
 ) -> Result<Response, ApiError> {
     params.check_read(&state.node.datacenter)?;
     let passing = params.flag("passing")?;
-    let catalog = blocking::wait(&state.snapshots, Scope::Service(&name), params.blocking()?).await;
+    let blocking_params = params.blocking()?;
+    let catalog = blocking::wait(&state.snapshots, Scope::Service(&name), blocking_params).await;
+    let index = catalog.service_index(&name);
+    let render = || render_service(&state, &catalog, &name, &params, passing);
+    let body = if blocking_params.index > 0 {
+        let question = params.question(&format!("/v1/health/service/{name}"));
+        state.shared_reads.get_or_render(question, index, render)
+    } else {
+        render()
+    };
+    Ok(indexed_bytes(index, body))
+}
+
+/// The `/v1/health/service` answer for one question, as JSON.
+fn render_service(
+    state: &ApiState,
+    catalog: &Catalog,
+    name: &str,
+    params: &Params,
+    passing: bool,
+) -> Bytes {
     let tags: Vec<&str> = params.all("tag").collect();
-    let views: Vec<_> = if node_meta_matches(&params) {
+    let views: Vec<_> = if node_meta_matches(params) {
         catalog
-            .instances_of(&name)
+            .instances_of(name)
             .filter(|view| view.instance.has_tags(&tags))
             .filter(|view| !passing || view.health == Status::Passing)
             .collect()
@@ -68,7 +89,8 @@ pub async fn service(
             })
         })
         .collect();
-    Ok(indexed(catalog.service_index(&name), &entries))
+    // Plain structs of strings and numbers always serialize; `[]` is the harmless fallback.
+    Bytes::from(serde_json::to_vec(&entries).unwrap_or_else(|_| b"[]".to_vec()))
 }
 
 /// `GET /v1/health/checks/{name}`: the checks of every instance of a service.

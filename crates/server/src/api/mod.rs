@@ -12,6 +12,9 @@ mod health;
 mod metrics;
 mod probes;
 mod query;
+mod shared_reads;
+
+pub use shared_reads::SharedReads;
 mod status;
 mod watch;
 
@@ -53,6 +56,8 @@ pub struct ApiState {
     pub ready: std::sync::atomic::AtomicBool,
     /// Why this agent refuses writes, if it does (mirror of an upstream, provider-only).
     pub read_only: Option<String>,
+    /// Renderings shared by blocking readers of the same question.
+    pub shared_reads: SharedReads,
     /// Watch streams (`/v1/watch`): one fan-out of rendered events for every watcher, so the
     /// cost of a change does not grow with the number of watchers. Closed at shutdown.
     pub events: Arc<EventHub>,

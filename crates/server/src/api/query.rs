@@ -8,6 +8,7 @@ use axum::extract::{FromRequestParts, RawQuery};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Serialize;
 
 /// Parsed query parameters, in order, repeats kept.
@@ -15,6 +16,25 @@ use serde::Serialize;
 pub struct Params(Vec<(String, String)>);
 
 impl Params {
+    /// This request's question without its `index` and `wait`, for sharing one rendering
+    /// among the blocking readers asking it (see `shared_reads`).
+    pub fn question(&self, path: &str) -> String {
+        let mut pairs: Vec<&(String, String)> = self
+            .0
+            .iter()
+            .filter(|(k, _)| k != "index" && k != "wait")
+            .collect();
+        pairs.sort();
+        let mut question = path.to_owned();
+        for (key, value) in pairs {
+            question.push('\n');
+            question.push_str(key);
+            question.push('=');
+            question.push_str(value);
+        }
+        question
+    }
+
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
@@ -104,7 +124,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 
 /// A JSON body with the headers Consul's blocking-capable endpoints send.
 pub fn indexed<T: Serialize>(index: u64, body: &T) -> Response {
-    let mut response = json(body);
+    with_index_headers(index, json(body))
+}
+
+/// Like [`indexed`], for a body already rendered to JSON.
+pub fn indexed_bytes(index: u64, body: Bytes) -> Response {
+    let response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    with_index_headers(index, response)
+}
+
+fn with_index_headers(index: u64, mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
     headers.insert("X-Consul-KnownLeader", HeaderValue::from_static("true"));
