@@ -1,7 +1,30 @@
-//! Command-line value parsers shared by the benchmark binaries.
+//! Command-line arguments and value parsers shared by the benchmark binaries.
 
+use crate::procfs::{DEFAULT_CLK_TCK, Process};
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// The agent under test, as `bench/run` hands it to every benchmark binary
+/// (`#[command(flatten)]` it into the binary's own arguments).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// The agent's HTTP address, e.g. 127.0.0.1:8500 (loopback only).
+    #[arg(long, value_parser = loopback_addr)]
+    pub addr: SocketAddr,
+    /// The agent's pid, to report its CPU use (and memory or disk writes, where reported).
+    #[arg(long)]
+    pub agent_pid: Option<u32>,
+    /// Clock ticks per second for /proc CPU times (`getconf CLK_TCK`).
+    #[arg(long, default_value_t = DEFAULT_CLK_TCK)]
+    pub clk_tck: u64,
+}
+
+impl AgentArgs {
+    /// The agent as a process to read CPU from, when its pid was given.
+    pub fn process(&self) -> Option<Process> {
+        self.agent_pid.map(Process::Pid)
+    }
+}
 
 /// Longest `--duration`/`--window` accepted: a benchmark must stop by itself, soon.
 pub const MAX_RUN: Duration = Duration::from_secs(300);

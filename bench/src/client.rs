@@ -8,9 +8,10 @@
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
-use hyper::{Method, Request, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use tokio::net::TcpStream;
@@ -28,8 +29,23 @@ pub struct Connection {
 pub struct Answer {
     /// The status code.
     pub status: StatusCode,
+    /// The response headers (`X-Consul-Index` for blocking queries).
+    pub headers: HeaderMap,
     /// The whole body.
     pub body: Bytes,
+}
+
+impl Answer {
+    /// The answer if it is a 200, else an error naming `what` was attempted and what came back.
+    pub fn expect_ok(self, what: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            self.status == StatusCode::OK,
+            "{what} answered {}: {}",
+            self.status,
+            String::from_utf8_lossy(&self.body).trim()
+        );
+        Ok(self)
+    }
 }
 
 impl Connection {
@@ -62,6 +78,24 @@ impl Connection {
         path: &str,
         body: Bytes,
     ) -> anyhow::Result<Answer> {
+        let (parts, body) = self.start(method, path, body).await?.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Sends one request and returns as soon as the response head arrives, with the body still
+    /// to read: for responses that never end by themselves, such as a watch stream. The
+    /// connection carries nothing else until that body is read to its end or dropped.
+    pub async fn start(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<Response<Incoming>> {
         self.sender.ready().await.context("the connection closed")?;
         let request = Request::builder()
             .method(method)
@@ -69,10 +103,7 @@ impl Connection {
             .header(HOST, self.host.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(body))?;
-        let response = self.sender.send_request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok(Answer { status, body })
+        Ok(self.sender.send_request(request).await?)
     }
 
     /// `PUT path` with a JSON body.
@@ -98,13 +129,7 @@ pub async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json
     let answer = connection
         .get(path)
         .await
-        .with_context(|| format!("GET {path}"))?;
-    if answer.status != StatusCode::OK {
-        anyhow::bail!(
-            "GET {path} answered {}: {}",
-            answer.status,
-            String::from_utf8_lossy(&answer.body)
-        );
-    }
+        .with_context(|| format!("GET {path}"))?
+        .expect_ok(&format!("GET {path}"))?;
     serde_json::from_slice(&answer.body).with_context(|| format!("GET {path}: body is not JSON"))
 }

@@ -1,13 +1,17 @@
 //! Load generators for Wayfinder's benchmarks, and what they share.
 //!
-//! The binaries (`register-load`, `check-capacity`) are driven by `bench/run`, which builds the
-//! agent, starts it on a loopback port with a fresh durable data dir, and passes its address
-//! and pid. This library owns what both need: a keep-alive HTTP/1.1 connection to the agent
-//! ([`client`]), CPU and memory readings from `/proc` ([`procfs`]), latency percentiles
-//! ([`latency`]) and the markdown the results are printed as ([`report`]).
+//! The binaries (`register-load`, `check-capacity`, `propagation`, `endpoint-throughput`) are
+//! driven by `bench/run`, which builds the agent, starts it on a loopback port with a fresh
+//! durable data dir, and passes its address and pid. This library owns what they share: a
+//! keep-alive HTTP/1.1 connection to the agent ([`client`]), CPU and memory readings from
+//! `/proc` ([`procfs`]), latency percentiles ([`latency`]), the markdown the results are printed
+//! as ([`report`]); and for the Endpoint Provider benchmarks, the `worker-service` fleet they
+//! measure ([`fleet`]), watch streams ([`sse`]), and the read-throughput peer and load generator
+//! ([`nginx`], [`wrk`]).
 //!
 //! What it deliberately does not own: starting or stopping the agent (the script does, so the
-//! agent is the real release binary, exactly as a user runs it).
+//! agent is the real release binary, exactly as a user runs it), or installing wrk and nginx
+//! (the script does that too, with apt, when they are missing).
 //!
 //! Every load loop here is bounded twice, by a request count and by a deadline, and only ever
 //! talks to loopback addresses ([`args::loopback_addr`] refuses anything else).
@@ -17,6 +21,10 @@
 
 pub mod args;
 pub mod client;
+pub mod fleet;
 pub mod latency;
+pub mod nginx;
 pub mod procfs;
 pub mod report;
+pub mod sse;
+pub mod wrk;

@@ -6,6 +6,7 @@
 //! as the agent's own: it shows how much of the machine the load generator and anything else
 //! running at the time took.
 
+use crate::report::Table;
 use anyhow::Context;
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ pub const DEFAULT_CLK_TCK: u64 = 100;
 pub enum Process {
     /// A process by pid (the agent).
     Pid(u32),
+    /// A process and its children, by the parent's pid: nginx's master and its workers. CPU is
+    /// summed over them; memory and disk are the parent's alone.
+    WithChildren(u32),
     /// This process (the load generator).
     Current,
 }
@@ -24,16 +28,25 @@ pub enum Process {
 impl Process {
     fn dir(self) -> String {
         match self {
-            Process::Pid(pid) => format!("/proc/{pid}"),
+            Process::Pid(pid) | Process::WithChildren(pid) => format!("/proc/{pid}"),
             Process::Current => "/proc/self".to_owned(),
         }
     }
 
     /// User plus system CPU time so far, in clock ticks (`utime + stime` of `/proc/PID/stat`).
+    /// For [`Process::WithChildren`], the children running now are included (the ticks of a
+    /// child that has exited are not: keep the children alive across a measurement).
     pub fn cpu_ticks(self) -> anyhow::Result<u64> {
-        let path = format!("{}/stat", self.dir());
-        let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-        parse_stat_ticks(&stat).with_context(|| format!("unexpected format of {path}"))
+        let own = stat_ticks(&self.dir())?;
+        let Process::WithChildren(pid) = self else {
+            return Ok(own);
+        };
+        let mut total = own;
+        for child in children(pid)? {
+            // A child may exit between the listing and the read; it then counts for nothing.
+            total += stat_ticks(&format!("/proc/{child}")).unwrap_or(0);
+        }
+        Ok(total)
     }
 
     /// Resident memory now and at its peak, in KiB (`VmRSS`, `VmHWM` of `/proc/PID/status`).
@@ -61,6 +74,31 @@ impl Process {
         io.lines()
             .find_map(|line| line.strip_prefix("write_bytes:")?.trim().parse().ok())
     }
+}
+
+/// `utime + stime` of the process at `dir` (`/proc/PID`).
+fn stat_ticks(dir: &str) -> anyhow::Result<u64> {
+    let path = format!("{dir}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_stat_ticks(&stat).with_context(|| format!("unexpected format of {path}"))
+}
+
+/// The pids of `pid`'s children (`/proc/PID/task/*/children`).
+pub fn children(pid: u32) -> anyhow::Result<Vec<u32>> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir(&tasks).with_context(|| format!("cannot list {tasks}"))? {
+        // A thread that ended since the listing has no children to report.
+        let Ok(listed) = std::fs::read_to_string(task?.path().join("children")) else {
+            continue;
+        };
+        pids.extend(
+            listed
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    Ok(pids)
 }
 
 /// Resident memory of a process.
@@ -118,53 +156,68 @@ fn parse_machine(line: &str) -> Option<MachineTicks> {
 /// CPU readings taken at the start of a measured window.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuMark {
-    agent: Option<u64>,
+    server: Option<u64>,
     generator: u64,
     machine: MachineTicks,
-    agent_disk_writes: Option<u64>,
+    server_disk_writes: Option<u64>,
 }
 
 /// CPU used over a window, in cores.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuUse {
-    /// The agent (None when no pid was given).
-    pub agent: Option<f64>,
+    /// The server measured: the agent, or a peer (None when no process was given).
+    pub server: Option<f64>,
     /// This process: the load generator (and, for check capacity, the checked servers).
     pub generator: f64,
     /// Every process on the machine, including other users' work.
     pub machine: f64,
     /// Cores the machine has (from `/proc/stat` tick totals).
     pub machine_cores: f64,
-    /// Bytes the agent sent to storage over the window.
-    pub agent_disk_writes: Option<u64>,
+    /// Bytes the server sent to storage over the window.
+    pub server_disk_writes: Option<u64>,
+}
+
+impl CpuUse {
+    /// The whole machine's CPU as the reports write it: `1.92 of 2 cores`.
+    pub fn machine_text(&self) -> String {
+        format!("{:.2} of {:.0} cores", self.machine, self.machine_cores)
+    }
+
+    /// Adds the rows every benchmark reports: this process's CPU, labelled `generator` (what
+    /// this process ran besides the load), and the whole machine's.
+    pub fn rows<'t>(&self, table: &'t mut Table, generator: &str) -> &'t mut Table {
+        table
+            .row(generator, format!("{:.2} cores", self.generator))
+            .row("machine CPU, all processes", self.machine_text())
+    }
 }
 
 impl CpuMark {
-    /// Takes the readings now.
-    pub fn now(agent: Option<u32>) -> anyhow::Result<Self> {
+    /// Takes the readings now, of `server` (the agent, or a peer), this process and the machine.
+    pub fn now(server: Option<Process>) -> anyhow::Result<Self> {
         Ok(Self {
-            agent: agent.map(|pid| Process::Pid(pid).cpu_ticks()).transpose()?,
+            server: server.map(Process::cpu_ticks).transpose()?,
             generator: Process::Current.cpu_ticks()?,
             machine: MachineTicks::now()?,
-            agent_disk_writes: agent.and_then(|pid| Process::Pid(pid).disk_write_bytes()),
+            server_disk_writes: server.and_then(Process::disk_write_bytes),
         })
     }
 
-    /// CPU used since this mark over `elapsed` wall time.
+    /// CPU used since this mark over `elapsed` wall time; `server` as given to [`CpuMark::now`].
     pub fn since(
         &self,
-        agent: Option<u32>,
+        server: Option<Process>,
         elapsed: Duration,
         clk_tck: u64,
     ) -> anyhow::Result<CpuUse> {
-        let later = CpuMark::now(agent)?;
+        let later = CpuMark::now(server)?;
         let seconds = elapsed.as_secs_f64().max(f64::EPSILON);
         let cores = |ticks: u64| ticks as f64 / clk_tck as f64 / seconds;
         let machine_total = later.machine.total.saturating_sub(self.machine.total) as f64;
         let machine_busy = later.machine.busy.saturating_sub(self.machine.busy) as f64;
         let machine_cores = machine_total / clk_tck as f64 / seconds;
         Ok(CpuUse {
-            agent: match (self.agent, later.agent) {
+            server: match (self.server, later.server) {
                 (Some(before), Some(after)) => Some(cores(after.saturating_sub(before))),
                 _ => None,
             },
@@ -175,7 +228,7 @@ impl CpuMark {
                 0.0
             },
             machine_cores,
-            agent_disk_writes: match (self.agent_disk_writes, later.agent_disk_writes) {
+            server_disk_writes: match (self.server_disk_writes, later.server_disk_writes) {
                 (Some(before), Some(after)) => Some(after.saturating_sub(before)),
                 _ => None,
             },
@@ -203,6 +256,7 @@ mod tests {
     #[test]
     fn reads_this_process() -> anyhow::Result<()> {
         Process::Current.cpu_ticks()?;
+        Process::WithChildren(std::process::id()).cpu_ticks()?;
         assert!(Process::Current.memory_kib()?.rss_kib > 0);
         MachineTicks::now()?;
         Ok(())

@@ -23,9 +23,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep, timeout};
-use wayfinder_bench::args::{duration, loopback_addr};
+use wayfinder_bench::args::{AgentArgs, duration};
 use wayfinder_bench::client::{Connection, get_json};
-use wayfinder_bench::procfs::{CpuMark, DEFAULT_CLK_TCK, Process};
+use wayfinder_bench::procfs::{CpuMark, Process};
 use wayfinder_bench::report::{Count, Rate, Table, verdict};
 
 /// Share of the nominal rate (checks / interval) that must be executed to meet the target.
@@ -42,9 +42,8 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 #[derive(Parser, Debug)]
 #[command(about = "HTTP check capacity of a running agent's health scheduler")]
 struct Args {
-    /// The agent's HTTP address, e.g. 127.0.0.1:8500 (loopback only).
-    #[arg(long, value_parser = loopback_addr)]
-    addr: SocketAddr,
+    #[command(flatten)]
+    agent: AgentArgs,
     /// HTTP checks to register.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=MAX_CHECKS))]
     checks: u64,
@@ -69,12 +68,6 @@ struct Args {
     /// Measured window.
     #[arg(long, default_value = "15s", value_parser = duration)]
     window: Duration,
-    /// The agent's pid, to report its CPU use and memory.
-    #[arg(long)]
-    agent_pid: Option<u32>,
-    /// Clock ticks per second for /proc CPU times (`getconf CLK_TCK`).
-    #[arg(long, default_value_t = DEFAULT_CLK_TCK)]
-    clk_tck: u64,
 }
 
 /// What one checked server has seen.
@@ -168,7 +161,7 @@ async fn run(args: &Args, servers: &Servers) -> anyhow::Result<()> {
         args.checks,
         args.interval.as_secs_f64(),
         args.servers,
-        args.addr
+        args.agent.addr
     );
     let registered_in = timeout(args.register_timeout, register_all(args, &servers.ports))
         .await
@@ -182,7 +175,7 @@ async fn run(args: &Args, servers: &Servers) -> anyhow::Result<()> {
     let waited_from = Instant::now();
     let mut passing = 0;
     while waited_from.elapsed() < args.settle_timeout {
-        passing = count_in_state(args.addr, "passing").await?;
+        passing = count_in_state(args.agent.addr, "passing").await?;
         eprintln!("check-capacity: {passing} of {} passing", args.checks);
         if passing >= args.checks {
             break;
@@ -197,7 +190,7 @@ async fn run(args: &Args, servers: &Servers) -> anyhow::Result<()> {
         "check-capacity: measuring for {}s",
         args.window.as_secs_f64()
     );
-    let mark = CpuMark::now(args.agent_pid)?;
+    let mark = CpuMark::now(args.agent.process())?;
     let started = Instant::now();
     let requests_before = servers.requests();
     let connections_before = servers.connections();
@@ -217,14 +210,11 @@ async fn run(args: &Args, servers: &Servers) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     let executed = servers.requests() - requests_before;
     let connections = servers.connections() - connections_before;
-    let cpu = mark.since(args.agent_pid, elapsed, args.clk_tck)?;
-    let memory = args
-        .agent_pid
-        .map(|pid| Process::Pid(pid).memory_kib())
-        .transpose()?;
+    let cpu = mark.since(args.agent.process(), elapsed, args.agent.clk_tck)?;
+    let memory = args.agent.process().map(Process::memory_kib).transpose()?;
 
-    let critical = count_in_state(args.addr, "critical").await?;
-    let warning = count_in_state(args.addr, "warning").await?;
+    let critical = count_in_state(args.agent.addr, "critical").await?;
+    let warning = count_in_state(args.agent.addr, "warning").await?;
 
     let nominal = args.checks as f64 / args.interval.as_secs_f64();
     let rate = executed as f64 / elapsed.as_secs_f64();
@@ -284,7 +274,7 @@ async fn run(args: &Args, servers: &Servers) -> anyhow::Result<()> {
             "new TCP connections/s to the servers",
             format!("{:.1}", connections as f64 / elapsed.as_secs_f64()),
         );
-    match cpu.agent {
+    match cpu.server {
         Some(agent) => {
             table.row("**agent CPU**", format!("**{agent:.2} cores**"));
             if executed > 0 {
@@ -311,21 +301,16 @@ async fn run(args: &Args, servers: &Servers) -> anyhow::Result<()> {
             ),
         );
     }
-    table
-        .row(
-            "checked servers' CPU (this process, same machine)",
-            format!("{:.2} cores", cpu.generator),
-        )
-        .row(
-            "machine CPU, all processes",
-            format!("{:.2} of {:.0} cores", cpu.machine, cpu.machine_cores),
-        )
-        .row(
-            "checks critical / warning after the window",
-            format!("{critical} / {warning}"),
-        );
+    cpu.rows(
+        &mut table,
+        "checked servers' CPU (this process, same machine)",
+    )
+    .row(
+        "checks critical / warning after the window",
+        format!("{critical} / {warning}"),
+    );
     let rate_met = rate >= nominal * TARGET_RATE_SHARE;
-    let cpu_met = cpu.agent.map(|cores| cores <= TARGET_AGENT_CORES);
+    let cpu_met = cpu.server.map(|cores| cores <= TARGET_AGENT_CORES);
     table.row(
         format!(
             "target ≥ {} checks/s executed",
@@ -352,7 +337,7 @@ async fn register_all(args: &Args, ports: &[u16]) -> anyhow::Result<Duration> {
     let ports: Arc<[u16]> = ports.into();
     let mut tasks = Vec::new();
     for _ in 0..args.register_clients {
-        let mut connection = Connection::open(args.addr).await?;
+        let mut connection = Connection::open(args.agent.addr).await?;
         let (next, ports, total, interval) = (
             Arc::clone(&next),
             Arc::clone(&ports),

@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
-use wayfinder_bench::args::{duration, loopback_addr};
+use wayfinder_bench::args::{AgentArgs, duration};
 use wayfinder_bench::client::{Connection, get_json};
 use wayfinder_bench::latency::{Latencies, Millis};
-use wayfinder_bench::procfs::{CpuMark, DEFAULT_CLK_TCK};
+use wayfinder_bench::procfs::CpuMark;
 use wayfinder_bench::report::{Count, Rate, Table, verdict};
 
 /// The benchmark's target (docs/BENCHMARKS.md).
@@ -39,9 +39,8 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Parser, Debug)]
 #[command(about = "Registrations per second against a running agent (durable write path)")]
 struct Args {
-    /// The agent's HTTP address, e.g. 127.0.0.1:8500 (loopback only).
-    #[arg(long, value_parser = loopback_addr)]
-    addr: SocketAddr,
+    #[command(flatten)]
+    agent: AgentArgs,
     /// Concurrent clients, each with one keep-alive connection.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=MAX_CLIENTS as i64))]
     clients: u32,
@@ -57,12 +56,6 @@ struct Args {
     /// A request with no answer after this long is a failure (the connection is reopened).
     #[arg(long, default_value = "5s", value_parser = duration)]
     request_timeout: Duration,
-    /// The agent's pid, to report its CPU use and disk writes.
-    #[arg(long)]
-    agent_pid: Option<u32>,
-    /// Clock ticks per second for /proc CPU times (`getconf CLK_TCK`).
-    #[arg(long, default_value_t = DEFAULT_CLK_TCK)]
-    clk_tck: u64,
     /// Write the number of acknowledged registrations here (for a later --verify-only).
     #[arg(long, value_name = "FILE")]
     ack_file: Option<PathBuf>,
@@ -122,7 +115,7 @@ impl ClientOutcome {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(expected) = args.verify_only {
-        let (listed, ok) = verify(args.addr, expected).await?;
+        let (listed, ok) = verify(args.agent.addr, expected).await?;
         println!(
             "{} bench instances listed, {} acknowledged before: {}",
             Count(listed),
@@ -139,7 +132,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     eprintln!(
         "register-load: {} clients against {}, {}s warm-up, then up to {} requests or {}s",
         args.clients,
-        args.addr,
+        args.agent.addr,
         args.warmup.as_secs_f64(),
         args.count,
         args.duration.as_secs_f64()
@@ -147,12 +140,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Connect every client first, so connection set-up is in neither warm-up nor the window.
     let mut connections = Vec::with_capacity(args.clients as usize);
     for _ in 0..args.clients {
-        connections.push(Connection::open(args.addr).await?);
+        connections.push(Connection::open(args.agent.addr).await?);
     }
 
     let now = Instant::now();
     let plan = Arc::new(Plan {
-        addr: args.addr,
+        addr: args.agent.addr,
         measure_from: now + args.warmup,
         stop_at: now + args.warmup + args.duration,
         count: args.count,
@@ -171,7 +164,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .collect();
 
     sleep_until(plan.measure_from).await;
-    let mark = CpuMark::now(args.agent_pid)?;
+    let mark = CpuMark::now(args.agent.process())?;
     let timeline = Arc::new(Mutex::new(Vec::new()));
     let sampler = tokio::spawn(per_second(Arc::clone(&plan), Arc::clone(&timeline)));
     // Every task stops by itself at the deadline; a request still out then ends by its own
@@ -194,7 +187,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let elapsed = plan.measure_from.elapsed();
-    let cpu = mark.since(args.agent_pid, elapsed, args.clk_tck)?;
+    let cpu = mark.since(args.agent.process(), elapsed, args.agent.clk_tck)?;
     sampler.abort();
     let timeline = timeline
         .lock()
@@ -207,7 +200,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     eprintln!("register-load: load done; listing the agent's services to check them");
-    let (listed, durable) = verify(args.addr, acknowledged_all).await?;
+    let (listed, durable) = verify(args.agent.addr, acknowledged_all).await?;
 
     let rate = total.acknowledged as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
     let errors = total.rejected + total.failed;
@@ -251,19 +244,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 Millis(total.latencies.max())
             ),
         );
-    if let Some(agent) = cpu.agent {
+    if let Some(agent) = cpu.server {
         table.row("agent CPU", format!("{agent:.2} cores"));
     }
-    table
-        .row(
-            "load generator CPU (same machine)",
-            format!("{:.2} cores", cpu.generator),
-        )
-        .row(
-            "machine CPU, all processes",
-            format!("{:.2} of {:.0} cores", cpu.machine, cpu.machine_cores),
-        );
-    if let Some(agent) = cpu.agent.filter(|_| total.acknowledged > 0) {
+    cpu.rows(&mut table, "load generator CPU (same machine)");
+    if let Some(agent) = cpu.server.filter(|_| total.acknowledged > 0) {
         table.row(
             "agent CPU per registration",
             format!(
@@ -272,7 +257,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ),
         );
     }
-    if let Some(bytes) = cpu.agent_disk_writes.filter(|_| total.acknowledged > 0) {
+    if let Some(bytes) = cpu.server_disk_writes.filter(|_| total.acknowledged > 0) {
         table.row(
             "agent disk writes per registration",
             format!(
