@@ -119,3 +119,17 @@ fn sigterm_shuts_down_cleanly_with_exit_code_0() {
     let status = agent.wait_exit(EXIT_TIMEOUT);
     assert_eq!(status.code(), Some(0), "SIGTERM exit status: {status}");
 }
+
+#[test]
+fn a_wrong_method_gets_405_with_a_json_body_and_allow() {
+    let agent = Agent::start(&["--dev"]);
+    let response = agent.get("/v1/agent/service/register");
+    response.expect_status(405);
+    let allow = response.header("allow").unwrap_or_default();
+    assert!(allow.contains("PUT"), "Allow header: {allow:?}");
+    let body: serde_json::Value = response.json();
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("GET")),
+        "{body}"
+    );
+}

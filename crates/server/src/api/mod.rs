@@ -31,8 +31,6 @@ use crate::write_path::Writer;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use std::sync::Arc;
 use wayfinder_catalog::Status;
@@ -134,7 +132,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/health", get(probes::health))
         .route("/ready", get(probes::ready))
         .fallback(unknown_path)
-        .layer(middleware::from_fn(explain_method_not_allowed))
+        // A router-level fallback, not a middleware: nothing is added to every request's path.
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -145,17 +144,13 @@ async fn unknown_path(request: Request<Body>) -> ApiError {
     ))
 }
 
-/// axum answers a wrong method with an empty 405 (and adds `Allow` itself, outside this
-/// layer); give it a body that says what went wrong.
-async fn explain_method_not_allowed(request: Request<Body>, next: Next) -> Response {
-    let method = request.method().clone();
-    let response = next.run(request).await;
-    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
-        return response;
-    }
+/// A known path asked with the wrong method: 405 with a body that says so (axum adds `Allow`).
+async fn method_not_allowed(request: Request<Body>) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        format!("method {method} not allowed on this endpoint; the Allow header lists the methods it takes"),
+        format!(
+            "method {} not allowed on this endpoint; the Allow header lists the methods it takes",
+            request.method()
+        ),
     )
-    .into_response()
 }
