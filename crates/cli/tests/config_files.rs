@@ -47,6 +47,21 @@ fn assert_no_banner(stdout: &str) {
     );
 }
 
+/// Starts an agent on `dir`, asserts it refused before listening, and that stderr names
+/// `file`; returns stderr for the scenario's own assertions.
+#[track_caller]
+fn refused_start_naming(dir: &Path, file: &Path) -> String {
+    let (status, stdout, stderr) = Agent::start_expecting_failure(&["--config-dir", path_str(dir)]);
+    assert!(!status.success(), "{status}");
+    assert_no_banner(&stdout);
+    assert!(
+        stderr.contains(path_str(file)),
+        "stderr must name {}:\n{stderr}",
+        file.display()
+    );
+    stderr
+}
+
 #[test]
 fn design_note_worker_service_loads_and_stays_out_of_healthy_answers() {
     let fixture = worker_service_fixture();
@@ -97,15 +112,7 @@ fn script_check_in_a_config_file_needs_a_flag_to_start() {
     let config = config_dir(&[("worker-service.hcl", &text)]);
     let file = config.path().join("worker-service.hcl");
 
-    let (status, stdout, stderr) =
-        Agent::start_expecting_failure(&["--config-dir", path_str(config.path())]);
-    assert!(!status.success(), "{status}");
-    assert_no_banner(&stdout);
-    assert!(
-        stderr.contains(path_str(&file)),
-        "stderr must name {}:\n{stderr}",
-        file.display()
-    );
+    let stderr = refused_start_naming(config.path(), &file);
     assert!(
         stderr.contains("--enable-local-script-checks")
             || stderr.contains("--enable-script-checks"),
@@ -132,15 +139,7 @@ fn broken_hcl_file_stops_the_start_with_its_path_and_line() {
     ]);
     let file = config.path().join("broken.hcl");
 
-    let (status, stdout, stderr) =
-        Agent::start_expecting_failure(&["--config-dir", path_str(config.path())]);
-    assert!(!status.success(), "{status}");
-    assert_no_banner(&stdout);
-    assert!(
-        stderr.contains(path_str(&file)),
-        "stderr must name {}:\n{stderr}",
-        file.display()
-    );
+    let stderr = refused_start_naming(config.path(), &file);
     assert!(
         mentions_line(&stderr, "broken.hcl", 3),
         "stderr must give line 3:\n{stderr}"
@@ -155,15 +154,7 @@ fn broken_json_file_stops_the_start_with_its_path_and_line() {
     )]);
     let file = config.path().join("web.json");
 
-    let (status, stdout, stderr) =
-        Agent::start_expecting_failure(&["--config-dir", path_str(config.path())]);
-    assert!(!status.success(), "{status}");
-    assert_no_banner(&stdout);
-    assert!(
-        stderr.contains(path_str(&file)),
-        "stderr must name {}:\n{stderr}",
-        file.display()
-    );
+    let stderr = refused_start_naming(config.path(), &file);
     assert!(
         mentions_line(&stderr, "web.json", 4),
         "stderr must give line 4:\n{stderr}"
@@ -178,15 +169,7 @@ fn invalid_service_in_a_file_stops_the_start_with_its_path_and_reason() {
     )]);
     let file = config.path().join("web.hcl");
 
-    let (status, stdout, stderr) =
-        Agent::start_expecting_failure(&["--config-dir", path_str(config.path())]);
-    assert!(!status.success(), "{status}");
-    assert_no_banner(&stdout);
-    assert!(
-        stderr.contains(path_str(&file)),
-        "stderr must name {}:\n{stderr}",
-        file.display()
-    );
+    let stderr = refused_start_naming(config.path(), &file);
     assert!(
         stderr.contains("web_1") || stderr.contains("DNS"),
         "stderr must say what is wrong with the name:\n{stderr}"
