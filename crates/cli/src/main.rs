@@ -84,6 +84,12 @@ struct AgentArgs {
     upstream_consul: Option<String>,
 }
 
+/// mimalloc rather than glibc's malloc: the agent allocates and frees small buffers per request
+/// and per event on every worker thread, which mimalloc's thread-local pages serve without the
+/// arena locking and consolidation glibc does (see docs/BENCHMARKS.md for the measurement).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {

@@ -318,6 +318,72 @@ fn etag_cache_status_and_not_modified_follow_the_service_index() {
         .expect_status(304);
 }
 
+/// The plain question (no query, no `If-None-Match`) is answered before routing; the same
+/// question with an empty query goes through the router. Both must give the same answer, header
+/// for header, and the plain one must still see a change at once.
+#[test]
+fn the_plain_read_answers_as_the_routed_one_does() {
+    let agent = Agent::start(&[]);
+    register_worker_fleet(&agent);
+    // The first read renders the answer; from then on the plain read is served before routing.
+    agent.get(PATH).expect_status(200);
+    let compare = |what: &str| {
+        let plain = agent.get(PATH);
+        let routed = agent.get(&format!("{PATH}?"));
+        plain.expect_status(200);
+        routed.expect_status(200);
+        assert_eq!(plain.body, routed.body, "{what}: the same bytes");
+        for name in [
+            "Content-Type",
+            "ETag",
+            "Cache-Control",
+            "X-Cache-Status",
+            "X-Consul-Index",
+            "Content-Length",
+        ] {
+            assert_eq!(
+                plain.header(name),
+                routed.header(name),
+                "{what}: {name} differs between the plain and the routed read"
+            );
+        }
+        let names = |response: &Response| {
+            let mut names: Vec<String> = response
+                .headers
+                .keys()
+                .map(|name| name.as_str().to_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&plain), names(&routed), "{what}: the same headers");
+        assert_eq!(plain.header("X-Cache-Status"), Some("HIT"));
+        plain
+    };
+    let before = compare("before a change");
+    agent
+        .put_empty("/v1/agent/check/fail/w-ttl-pass-ttl")
+        .expect_write_ok();
+    // The first plain read after the change is a miss that goes through the router…
+    let after = agent.get(PATH);
+    assert_eq!(ids(&endpoints(&after)), ["w-noaddr", "w-plain"]);
+    assert_ne!(after.header("ETag"), before.header("ETag"));
+    // …and the reads after it are served before routing again, with the new answer.
+    let again = compare("after a change");
+    assert_eq!(again.body, after.body);
+
+    // What the fast path leaves to the router still gets the router's answer.
+    agent.get("/v1/endpoints/no-such-service").expect_error(404);
+    agent
+        .get("/v1/endpoints/worker%2Dservice")
+        .expect_status(200);
+    agent.deregister("w-plain");
+    agent.deregister("w-ttl-pass");
+    agent.deregister("w-noaddr");
+    agent.get(PATH).expect_error(503);
+    agent.get(PATH).expect_error(503);
+}
+
 #[test]
 fn errors_say_what_is_wrong_in_json() {
     let agent = Agent::start(&[]);

@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::snapshots::Snapshots;
 use crate::upstream::{self, Mirror, UpstreamClient, UpstreamError};
 use crate::write_path::{Published, Subscriber, WriteError, Writer, WriterTaskHandle};
+use axum::serve::ListenerExt;
 use futures::future::join_all;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -386,7 +387,8 @@ impl Agent {
             ..
         } = self;
         let scheduler = state.scheduler.clone();
-        let router = api::router(Arc::clone(&state));
+        // Plain endpoint reads are answered before routing (see `api::fast_path`).
+        let service = api::FastEndpoints::new(Arc::clone(&state), api::router(Arc::clone(&state)));
         // Watch streams never finish by themselves, and the graceful drain waits for every
         // response: end them the moment shutdown starts, before the drain.
         let events = Arc::clone(&state.events);
@@ -395,9 +397,19 @@ impl Agent {
             events.close();
         };
         drop(state);
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // Nagle off, as nginx's `tcp_nodelay on`: a watch event or an answer leaves at once
+        // instead of waiting behind the client's delayed ACK of the previous one.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot turn Nagle's algorithm off for a connection");
+            }
+        });
+        let served = axum::serve(
+            listener,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         tracing::info!("HTTP API stopped; stopping checks and closing the store");
         // Before the writer closes: the mirror writes through it.
         if let Some(mirror) = mirror {

@@ -8,9 +8,19 @@ use super::query::Params;
 use crate::blocking::{self, Scope};
 use crate::endpoints::{EndpointFilter, Rendered};
 use axum::extract::Path;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+
+/// `X-Cache-Status`: whether the pre-rendered answer was used (`HIT`) or one was rendered for
+/// this request (`MISS`); `BYPASS` on a provider answering without Memcached.
+pub(crate) const X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
+/// `X-Consul-Index`: the index the answer was made at, as Consul's reads carry it.
+pub(crate) const X_CONSUL_INDEX: HeaderName = HeaderName::from_static("x-consul-index");
+/// `no-cache`: clients revalidate every time (the answer changes the moment a write lands).
+pub(crate) const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
+/// `application/json`.
+pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Seconds a client should wait before asking again when nothing is healthy: one typical
 /// check interval.
@@ -105,11 +115,15 @@ fn filter(params: &Params) -> Result<EndpointFilter, ApiError> {
 }
 
 fn respond(rendered: &Rendered, cache_status: &'static str, request: &HeaderMap) -> Response {
-    let etag = format!("\"{}\"", rendered.index);
-    let mut response = list_response(rendered.body.clone(), &etag, cache_status, request);
+    let mut response = list_response(
+        rendered.body.clone(),
+        rendered.etag.clone(),
+        cache_status,
+        request,
+    );
     response
         .headers_mut()
-        .insert("X-Consul-Index", HeaderValue::from(rendered.index));
+        .insert(X_CONSUL_INDEX, rendered.index_header.clone());
     response
 }
 
@@ -119,11 +133,11 @@ fn respond(rendered: &Rendered, cache_status: &'static str, request: &HeaderMap)
 /// `Cache-Control: no-cache` (clients revalidate every time) and `X-Cache-Status`.
 pub(crate) fn list_response(
     body: Bytes,
-    etag: &str,
+    etag: HeaderValue,
     cache_status: &'static str,
     request: &HeaderMap,
 ) -> Response {
-    let not_modified = if_none_match(request, etag);
+    let not_modified = if_none_match(request, etag.as_bytes());
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -131,29 +145,24 @@ pub(crate) fn list_response(
     };
     let headers = response.headers_mut();
     if !not_modified {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, JSON);
     }
-    if let Ok(value) = HeaderValue::from_str(etag) {
-        headers.insert(header::ETAG, value);
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("X-Cache-Status", HeaderValue::from_static(cache_status));
+    headers.insert(header::ETAG, etag);
+    headers.insert(header::CACHE_CONTROL, NO_CACHE);
+    headers.insert(X_CACHE_STATUS, HeaderValue::from_static(cache_status));
     response
 }
 
 /// Whether the request's `If-None-Match` names `etag` (weak validators compare equal, as the
 /// header's weak comparison says) or is `*`.
-fn if_none_match(request: &HeaderMap, etag: &str) -> bool {
+fn if_none_match(request: &HeaderMap, etag: &[u8]) -> bool {
     request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|value| {
             value.split(',').any(|tag| {
                 let tag = tag.trim();
-                tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
+                tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).as_bytes() == etag
             })
         })
 }

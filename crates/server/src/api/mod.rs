@@ -8,6 +8,7 @@ mod body;
 mod catalog;
 mod endpoints;
 mod error;
+mod fast_path;
 mod health;
 mod metrics;
 mod probes;
@@ -20,6 +21,7 @@ mod watch;
 
 pub(crate) use endpoints::list_response;
 pub use error::ApiError;
+pub use fast_path::FastEndpoints;
 
 use crate::cache::EndpointProvider;
 use crate::consul::response::NodeInfo;

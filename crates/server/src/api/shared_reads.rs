@@ -40,25 +40,36 @@ impl SharedReads {
         index: u64,
         render: impl FnOnce() -> Bytes,
     ) -> Bytes {
-        let slot = match self.slots.get_mut(&question) {
-            Some(mut slot) => {
-                if slot.index < index {
-                    *slot = Arc::new(Slot {
-                        index,
-                        body: OnceLock::new(),
-                    });
+        // The common case — a slot for this index exists — takes only a read lock: all the
+        // readers of a change arrive together, and a write lock here made them queue (and
+        // spin, then yield the CPU) behind each other on the map's shard.
+        let current = self
+            .slots
+            .get(&question)
+            .filter(|slot| slot.index >= index)
+            .map(|slot| Arc::clone(&slot));
+        let slot = match current {
+            Some(slot) => slot,
+            None => match self.slots.get_mut(&question) {
+                Some(mut slot) => {
+                    if slot.index < index {
+                        *slot = Arc::new(Slot {
+                            index,
+                            body: OnceLock::new(),
+                        });
+                    }
+                    Arc::clone(&slot)
                 }
-                Arc::clone(&slot)
-            }
-            None if self.slots.len() < MAX_QUESTIONS => {
-                Arc::clone(&self.slots.entry(question).or_insert_with(|| {
-                    Arc::new(Slot {
-                        index,
-                        body: OnceLock::new(),
-                    })
-                }))
-            }
-            None => return render(),
+                None if self.slots.len() < MAX_QUESTIONS => {
+                    Arc::clone(&self.slots.entry(question).or_insert_with(|| {
+                        Arc::new(Slot {
+                            index,
+                            body: OnceLock::new(),
+                        })
+                    }))
+                }
+                None => return render(),
+            },
         };
         if slot.index != index {
             return render();

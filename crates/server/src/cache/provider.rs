@@ -238,8 +238,9 @@ impl EndpointProvider {
 
 /// 200 with the stored list (or 304 when the client has it).
 fn found(body: Bytes, cache_status: &'static str, request: &HeaderMap) -> Response {
-    let etag = body_etag(&body);
-    list_response(body, &etag, cache_status, request)
+    let etag = HeaderValue::try_from(body_etag(&body))
+        .expect("hex digits between quotes are a valid header value");
+    list_response(body, etag, cache_status, request)
 }
 
 fn not_found(service: &str, cache_status: &'static str) -> Response {

@@ -11,6 +11,7 @@ use super::render::{EndpointFilter, render};
 use crate::write_path::{Published, Subscriber};
 use bytes::Bytes;
 use dashmap::DashMap;
+use http::HeaderValue;
 use std::sync::Arc;
 use wayfinder_catalog::{Catalog, Touched};
 
@@ -23,6 +24,30 @@ pub struct Rendered {
     pub body: Bytes,
     /// How many endpoints `body` holds; 0 means "known but nothing healthy".
     pub count: usize,
+    /// `index` as a quoted entity tag, ready for the `ETag` header: built once per rendering,
+    /// not once per read.
+    pub etag: HeaderValue,
+    /// `index` for the `X-Consul-Index` header, built once per rendering too.
+    pub index_header: HeaderValue,
+}
+
+impl Rendered {
+    /// A rendering of `count` endpoints as `body`, made at `index`.
+    pub fn new(index: u64, body: Bytes, count: usize) -> Self {
+        Self {
+            index,
+            body,
+            count,
+            etag: etag(index),
+            index_header: HeaderValue::from(index),
+        }
+    }
+}
+
+/// `index` as a quoted entity tag (`"42"`).
+fn etag(index: u64) -> HeaderValue {
+    HeaderValue::try_from(format!("\"{index}\""))
+        .expect("digits between quotes are a valid header value")
 }
 
 /// Renderings of services' default answers, made on first read after each change.
@@ -80,11 +105,7 @@ impl EndpointCache {
         filter: &EndpointFilter,
     ) -> Rendered {
         let (body, count) = render(catalog, service, filter, &self.node_address);
-        Rendered {
-            index: catalog.service_index(service),
-            body,
-            count,
-        }
+        Rendered::new(catalog.service_index(service), body, count)
     }
 }
 
