@@ -34,12 +34,16 @@ pub fn print(config: &AgentConfig, agent: &Agent) {
            data dir:      {storage}\n  \
            config dir:    {config_dir}\n  \
            script checks: {scripts}\n  \
-           HTTP API:      http://{addr}{extras}",
+           HTTP API:      http://{addr}{extras}{gateway}",
         version = env!("CARGO_PKG_VERSION"),
         node = config.node_name,
         dc = config.datacenter,
         addr = agent.http_addr(),
         extras = extras(config),
+        gateway = agent
+            .gateway_addr()
+            .map(|addr| format!("\n  gateway:       http://{addr}"))
+            .unwrap_or_default(),
     );
     let _ = out.flush();
 }

@@ -15,6 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use wayfinder_server::config::{
     DEFAULT_DATA_DIR, DEFAULT_DATACENTER, DEFAULT_HTTP_ADDR, default_node_name,
 };
+use wayfinder_server::gateway::{GatewayConfig, RoutingConfig};
 use wayfinder_server::{Agent, AgentConfig, DataDir};
 
 #[derive(Parser)]
@@ -82,6 +83,13 @@ struct AgentArgs {
     /// Mirror an existing Consul (or Wayfinder) agent read-only, e.g. http://10.0.0.2:8500.
     #[arg(long, value_name = "URL", conflicts_with = "provider_only")]
     upstream_consul: Option<String>,
+    /// Run the gateway, a reverse proxy to healthy instances, on this address (e.g.
+    /// 127.0.0.1:9999; port 0 picks a free port). Routes come from `urlprefix-` tags.
+    #[arg(long, value_name = "ADDR", conflicts_with = "provider_only")]
+    gateway_addr: Option<SocketAddr>,
+    /// Also route /{service}/… to every service (prefix stripped).
+    #[arg(long, requires = "gateway_addr")]
+    gateway_service_routes: bool,
 }
 
 /// mimalloc rather than glibc's malloc: the agent allocates and frees small buffers per request
@@ -143,6 +151,14 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         cache: args.cache,
         provider_only: args.provider_only,
         upstream_consul: args.upstream_consul,
+        gateway: GatewayConfig {
+            addr: args.gateway_addr,
+            routing: RoutingConfig {
+                service_routes: args.gateway_service_routes,
+                ..RoutingConfig::default()
+            },
+            ..GatewayConfig::default()
+        },
     };
     let agent = Agent::start(config.clone())
         .await

@@ -13,6 +13,7 @@ use crate::config::{AgentConfig, DataDir};
 use crate::consul::response::NodeInfo;
 use crate::endpoints::EndpointCache;
 use crate::events::EventHub;
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::snapshots::Snapshots;
 use crate::upstream::{self, Mirror, UpstreamClient, UpstreamError};
@@ -60,6 +61,9 @@ pub enum AgentError {
     /// The HTTP server failed while running.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    /// The gateway could not start.
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
     /// Applying config-file definitions failed.
     #[error("applying config files failed: {0}")]
     Apply(#[from] WriteError),
@@ -205,6 +209,7 @@ pub struct Agent {
     report_task: JoinHandle<()>,
     cache: RunningCache,
     mirror: Option<Mirror>,
+    gateway: Option<Gateway>,
     _temporary: Option<tempfile::TempDir>,
 }
 
@@ -260,7 +265,15 @@ impl Agent {
         let store: Arc<dyn Store> = Arc::new(store);
         let node_address = config.http_addr.ip().to_string();
         let events = Arc::new(EventHub::new(&snapshots.load(), node_address.clone()));
-        let endpoints = Arc::new(EndpointCache::new(node_address));
+        let endpoints = Arc::new(EndpointCache::new(node_address.clone()));
+        let gateway = match config.gateway.addr {
+            Some(addr) => {
+                let mut gateway_config = config.gateway.clone();
+                gateway_config.routing.node_address = node_address;
+                Some(Gateway::bind(addr, gateway_config, &snapshots.load()).await?)
+            }
+            None => None,
+        };
         let mut metrics = Metrics::new();
         let cache = cache
             .start(&mut metrics, snapshots.load(), &endpoints)
@@ -274,9 +287,10 @@ impl Agent {
                 Arc::clone(&events) as Arc<dyn Subscriber>,
             ]
             .into_iter()
-            // The pusher only enqueues here; it renders on its own task from the catalog
-            // it is handed, so its place in this list does not matter.
+            // The pusher and the gateway only enqueue here; each rebuilds on its own task from
+            // the catalog it is handed, so their place in this list does not matter.
             .chain(cache.subscriber())
+            .chain(gateway.as_ref().map(|g| g.feed() as Arc<dyn Subscriber>))
             .collect(),
         );
         {
@@ -332,6 +346,7 @@ impl Agent {
             metrics: Arc::new(metrics),
             provider: cache.provider(),
             shared_reads: SharedReads::default(),
+            routing: gateway.as_ref().map(Gateway::routing),
         });
         let mirror = upstream.map(|client| {
             use std::sync::atomic::Ordering;
@@ -350,8 +365,14 @@ impl Agent {
             report_task,
             cache,
             mirror,
+            gateway,
             _temporary: temporary,
         })
+    }
+
+    /// The address the gateway is bound to, when it is on.
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.gateway.as_ref().map(Gateway::addr)
     }
 
     /// The address the HTTP API is bound to (useful with port 0).
@@ -383,6 +404,7 @@ impl Agent {
             report_task,
             cache,
             mirror,
+            gateway,
             _temporary,
             ..
         } = self;
@@ -392,9 +414,13 @@ impl Agent {
         // Watch streams never finish by themselves, and the graceful drain waits for every
         // response: end them the moment shutdown starts, before the drain.
         let events = Arc::clone(&state.events);
+        let stop_gateway = tokio_util::sync::CancellationToken::new();
+        let gateway_task = gateway.map(|gateway| gateway.spawn(stop_gateway.clone()));
+        let stopping_gateway = stop_gateway.clone();
         let shutdown = async move {
             shutdown.await;
             events.close();
+            stopping_gateway.cancel();
         };
         drop(state);
         // Nagle off, as nginx's `tcp_nodelay on`: a watch event or an answer leaves at once
@@ -411,6 +437,10 @@ impl Agent {
         .with_graceful_shutdown(shutdown)
         .await;
         tracing::info!("HTTP API stopped; stopping checks and closing the store");
+        stop_gateway.cancel();
+        if let Some(task) = gateway_task {
+            let _ = task.await;
+        }
         // Before the writer closes: the mirror writes through it.
         if let Some(mirror) = mirror {
             mirror.shutdown().await;

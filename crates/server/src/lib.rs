@@ -18,6 +18,7 @@ pub mod config;
 pub mod consul;
 pub mod endpoints;
 pub mod events;
+pub mod gateway;
 pub mod metrics;
 pub mod snapshots;
 pub mod upstream;

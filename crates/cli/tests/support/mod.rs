@@ -14,6 +14,7 @@
 //! Every test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod memcached;
 
 use std::fmt;

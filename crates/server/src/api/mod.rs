@@ -13,6 +13,7 @@ mod health;
 mod metrics;
 mod probes;
 mod query;
+mod routes;
 mod shared_reads;
 
 pub use shared_reads::SharedReads;
@@ -67,6 +68,8 @@ pub struct ApiState {
     /// On a `--provider-only` agent, the Memcached reader that answers `/v1/endpoints`
     /// instead of the (empty) local catalog; `None` on an agent that owns a catalog.
     pub provider: Option<Arc<EndpointProvider>>,
+    /// The gateway's live routes, when `--gateway-addr` is on (`GET /v1/routes`).
+    pub routing: Option<Arc<wayfinder_gateway::Routing>>,
 }
 
 impl ApiState {
@@ -129,6 +132,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/endpoints/{service}", get(endpoints::endpoints))
         .route("/v1/endpoints", get(endpoints::missing_service))
         .route("/v1/endpoints/", get(endpoints::missing_service))
+        .route("/v1/routes", get(routes::routes))
         .route("/v1/watch/{service}", get(watch::service))
         .route("/v1/watch", get(watch::all))
         .route("/health", get(probes::health))

@@ -58,6 +58,8 @@ pub struct AgentConfig {
     pub provider_only: bool,
     /// An existing Consul (or Wayfinder) agent to mirror read-only, e.g. `http://10.0.0.2:8500`.
     pub upstream_consul: Option<String>,
+    /// The gateway (`--gateway-addr`): off unless it has an address.
+    pub gateway: crate::gateway::GatewayConfig,
 }
 
 impl AgentConfig {
@@ -74,6 +76,7 @@ impl AgentConfig {
             cache: None,
             provider_only: false,
             upstream_consul: None,
+            gateway: crate::gateway::GatewayConfig::default(),
         }
     }
 }

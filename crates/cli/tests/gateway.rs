@@ -1,0 +1,348 @@
+//! The gateway against the real binary and real backend processes: routes from `urlprefix-`
+//! tags (no other configuration), longest prefix and host routes, rewriting and forwarding
+//! headers, per-request balancing on one keep-alive connection, retries that hide a killed
+//! backend from GET clients, a restarted backend taking traffic again, the gateway's own errors,
+//! ejection, and WebSocket pass-through.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::backend::Backend;
+use support::{Agent, eventually, http_client};
+use tokio::time::Instant;
+
+/// The gateway address from the agent's banner (`gateway:       http://ADDR`).
+fn gateway_addr(agent: &Agent) -> SocketAddr {
+    agent
+        .stdout()
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("gateway:"))
+        .and_then(|rest| rest.trim().strip_prefix("http://"))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no gateway line in the banner:\n{}", agent.stdout()))
+}
+
+fn start_agent(extra: &[&str]) -> (Agent, String) {
+    let mut args = vec!["--gateway-addr", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let agent = Agent::start(&args);
+    let gateway = format!("http://{}", gateway_addr(&agent));
+    (agent, gateway)
+}
+
+/// Registers `backend` as an instance of `service` with `tags` and an HTTP check on it.
+fn register(agent: &Agent, service: &str, backend: &Backend, tags: &[&str]) {
+    agent.register(&json!({
+        "Name": service, "ID": backend.id, "Address": "127.0.0.1", "Port": backend.port(),
+        "Tags": tags,
+        "Check": {"HTTP": format!("http://{}/health", backend.addr), "Interval": "200ms",
+                  "Timeout": "1s", "Status": "passing"}
+    }));
+}
+
+/// The instances `/v1/routes` lists for the route with `prefix`, once it has `count`.
+fn wait_for_route(agent: &Agent, prefix: &str, count: usize) -> Value {
+    agent.eventually(
+        Duration::from_secs(10),
+        &format!("route {prefix} with {count} instances"),
+        || {
+            let routes = agent.get("/v1/routes").json();
+            let route = routes["routes"]
+                .as_array()
+                .and_then(|r| r.iter().find(|r| r["prefix"] == prefix))
+                .cloned();
+            match route {
+                Some(route) if route["instances"].as_array().map(Vec::len) == Some(count) => {
+                    Ok(route)
+                }
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+}
+
+/// A GET through the gateway: status, the instance's JSON (or the gateway's), headers.
+fn get(client: &reqwest::blocking::Client, url: &str) -> (u16, Value, reqwest::header::HeaderMap) {
+    let response = client
+        .get(url)
+        .send()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.json().unwrap_or(Value::Null);
+    (status, body, headers)
+}
+
+#[test]
+fn a_urlprefix_tag_is_a_route_with_no_other_configuration() {
+    let (agent, gateway) = start_agent(&[]);
+    let oops = Backend::start("oops-1");
+    let api = Backend::start("api-1");
+    let shop = Backend::start("shop-1");
+    register(
+        &agent,
+        "oops",
+        &oops,
+        &["urlprefix-/oops strip=/oops", "v1"],
+    );
+    register(&agent, "api", &api, &["urlprefix-/oops/api"]);
+    register(&agent, "shop", &shop, &["urlprefix-shop.example/"]);
+    let route = wait_for_route(&agent, "/oops", 1);
+    assert_eq!(route["service"], "oops");
+    assert_eq!(route["strip"], "/oops");
+    assert_eq!(route["strategy"], "round_robin");
+    wait_for_route(&agent, "/oops/api", 1);
+    wait_for_route(&agent, "/", 1);
+
+    let client = http_client();
+    let (status, body, _) = get(&client, &format!("{gateway}/oops/hello?x=1"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], "oops-1");
+    assert_eq!(body["path"], "/hello?x=1", "strip=/oops removed the prefix");
+    assert_eq!(body["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(body["headers"]["x-forwarded-proto"], "http");
+    assert!(
+        body["headers"]["forwarded"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("for=127.0.0.1;proto=http")),
+        "{body}"
+    );
+
+    let (_, body, _) = get(&client, &format!("{gateway}/oops/api/users"));
+    assert_eq!(body["id"], "api-1", "the longest prefix wins");
+    assert_eq!(body["path"], "/oops/api/users", "no strip on that route");
+
+    let response = client
+        .get(format!("{gateway}/oops/api"))
+        .header("Host", "shop.example")
+        .send()
+        .expect("host route");
+    let body: Value = response.json().expect("json");
+    assert_eq!(
+        body["id"], "shop-1",
+        "a host route beats a longer path-only one"
+    );
+    assert_eq!(body["headers"]["host"], "shop.example");
+
+    let (status, body, headers) = get(&client, &format!("{gateway}/nowhere"));
+    assert_eq!(status, 404);
+    assert_eq!(body["kind"], "no-route");
+    assert_eq!(
+        headers
+            .get("x-wayfinder-gateway")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-route")
+    );
+}
+
+#[test]
+fn every_request_is_balanced_even_on_one_keep_alive_connection() {
+    let (agent, gateway) = start_agent(&[]);
+    let backends: Vec<Backend> = (1..=3)
+        .map(|i| Backend::start(&format!("web-{i}")))
+        .collect();
+    for backend in &backends {
+        register(&agent, "web", backend, &["urlprefix-/web"]);
+    }
+    wait_for_route(&agent, "/web", 3);
+    // One client connection, reused for every request.
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..30 {
+        let (status, body, _) = get(&client, &format!("{gateway}/web/x"));
+        assert_eq!(status, 200);
+        *counts
+            .entry(body["id"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        counts.values().copied().collect::<Vec<_>>(),
+        vec![10, 10, 10],
+        "round robin per request, not per connection: {counts:?}"
+    );
+}
+
+#[test]
+fn a_killed_backend_loses_no_get_and_a_restarted_one_gets_traffic_again() {
+    let (agent, gateway) = start_agent(&[]);
+    let mut backends: Vec<Backend> = (1..=3)
+        .map(|i| Backend::start(&format!("app-{i}")))
+        .collect();
+    for backend in &backends {
+        register(&agent, "app", backend, &["urlprefix-/app"]);
+    }
+    wait_for_route(&agent, "/app", 3);
+
+    // Four clients, each at most 400 requests or 20 s; app-2 is killed once the load runs.
+    let url = format!("{gateway}/app/work");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (failures, served) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    let client = http_client();
+                    let mut failures = Vec::new();
+                    let mut served = 0usize;
+                    for _ in 0..400 {
+                        if Instant::now() > deadline {
+                            break;
+                        }
+                        match client.get(&url).send() {
+                            Ok(r) if r.status().as_u16() == 200 => served += 1,
+                            Ok(r) => failures.push(format!("status {}", r.status())),
+                            Err(e) => failures.push(e.to_string()),
+                        }
+                    }
+                    (failures, served)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        backends[1].kill();
+        workers.into_iter().map(|w| w.join().expect("worker")).fold(
+            (Vec::new(), 0),
+            |(mut f, s), (wf, ws)| {
+                f.extend(wf);
+                (f, s + ws)
+            },
+        )
+    });
+    assert!(served > 100, "the load ran: {served} requests served");
+    assert!(
+        failures.is_empty(),
+        "GET requests failed while a backend died: {failures:?}"
+    );
+
+    // The check sees it, the gateway drops it; once restarted it passes and gets traffic again.
+    wait_for_route(&agent, "/app", 2);
+    backends[1].restart();
+    wait_for_route(&agent, "/app", 3);
+    let client = http_client();
+    eventually(
+        Duration::from_secs(10),
+        "app-2 to answer through the gateway",
+        || {
+            let (status, body, _) = get(&client, &url);
+            match (status, body["id"].as_str()) {
+                (200, Some("app-2")) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    );
+}
+
+#[test]
+fn errors_and_retries_are_the_gateways_own() {
+    let (agent, gateway) = start_agent(&[]);
+    let good = Backend::start("svc-good");
+    let broken = Backend::failing("svc-broken", 503);
+    // The broken one's health check answers 503 too; give it a check that passes (a TTL check
+    // set to passing) so the gateway keeps sending to it and has to cope.
+    agent.register(&json!({
+        "Name": "svc", "ID": good.id, "Address": "127.0.0.1", "Port": good.port(),
+        "Tags": ["urlprefix-/svc"]
+    }));
+    agent.register(&json!({
+        "Name": "svc", "ID": broken.id, "Address": "127.0.0.1", "Port": broken.port(),
+        "Tags": ["urlprefix-/svc"]
+    }));
+    wait_for_route(&agent, "/svc", 2);
+    let client = http_client();
+    for _ in 0..20 {
+        let (status, body, _) = get(&client, &format!("{gateway}/svc/x"));
+        assert_eq!(status, 200, "a GET is retried past the 503: {body}");
+        assert_eq!(body["id"], "svc-good");
+    }
+    // Five consecutive failures eject the broken instance.
+    let route = wait_for_route(&agent, "/svc", 2);
+    let ejected: Vec<_> = route["instances"]
+        .as_array()
+        .map(|i| {
+            i.iter()
+                .filter(|i| i["ejected"] == true)
+                .map(|i| i["id"].clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(ejected, vec![json!("svc-broken")], "{route}");
+
+    // A POST is not retried: it reaches whichever instance is picked, once. With the broken
+    // one ejected, it goes to the good one.
+    let response = client
+        .post(format!("{gateway}/svc/x"))
+        .body("payload")
+        .send()
+        .expect("post");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().expect("json");
+    assert_eq!(body["body"], "payload", "the body is forwarded");
+
+    // No healthy instance: 503 from the gateway, naming the route and service.
+    agent.deregister("svc-good");
+    agent.deregister("svc-broken");
+    agent.register(&json!({
+        "Name": "svc", "ID": "svc-down", "Port": 1, "Tags": ["urlprefix-/svc"],
+        "Check": {"TTL": "10m"}
+    }));
+    wait_for_route(&agent, "/svc", 0);
+    let (status, body, headers) = get(&client, &format!("{gateway}/svc/x"));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["kind"], "no-healthy-instance");
+    assert_eq!(body["route"], "/svc");
+    assert_eq!(body["service"], "svc");
+    assert!(headers.contains_key("retry-after"));
+
+    // Every instance refuses connections: 502 after the retries.
+    agent.deregister("svc-down");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    agent.register(&json!({
+        "Name": "svc", "ID": "svc-gone", "Address": "127.0.0.1", "Port": port,
+        "Tags": ["urlprefix-/svc"]
+    }));
+    wait_for_route(&agent, "/svc", 1);
+    let (status, body, _) = get(&client, &format!("{gateway}/svc/x"));
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["kind"], "upstream-failed");
+}
+
+#[test]
+fn websocket_passes_through_the_gateway() {
+    let (agent, gateway) = start_agent(&[]);
+    let backend = Backend::start("ws-1");
+    register(&agent, "chat", &backend, &["urlprefix-/chat"]);
+    wait_for_route(&agent, "/chat", 1);
+    let url = format!("{}/chat/socket", gateway.replace("http://", "ws://"));
+    let (mut socket, response) = tungstenite::connect(&url).expect("websocket handshake");
+    assert_eq!(response.status().as_u16(), 101);
+    for text in ["hello", "again"] {
+        socket.send(tungstenite::Message::text(text)).expect("send");
+        let reply = socket.read().expect("read");
+        assert_eq!(
+            reply.into_text().expect("text").as_str(),
+            format!("ws-1: {text}")
+        );
+    }
+    socket.close(None).expect("close");
+}
+
+#[test]
+fn routes_are_off_without_a_gateway() {
+    let agent = Agent::start(&[]);
+    let body = agent.get("/v1/routes").expect_error(404);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--gateway-addr"))
+    );
+}

@@ -1,0 +1,459 @@
+//! The gateway's live state: the route table and, per service, its healthy instances.
+//!
+//! Owns [`Routing`], which the agent feeds with every published catalog change
+//! ([`Routing::apply`]) and the proxy reads for every request ([`Routing::route`]). The two
+//! never wait on each other: the table and each service's instance list sit behind their own
+//! `ArcSwap`, and a change rebuilds only what it touches —
+//! - an instance's health or address changes: that service's instance list is rebuilt and
+//!   swapped; the table, and every other service, is untouched;
+//! - a service's routes change (its `urlprefix-` tags, or it appears or goes with
+//!   `--gateway-service-routes`): the table is rebuilt, reusing the live route objects (their
+//!   balancer cursors and retry budgets) of every route that did not change.
+//!
+//! When two sources claim the same host and prefix, config files beat tags, tags beat service
+//! names, and between two services the lower name wins; the loser is logged and listed as a
+//! conflict in `GET /v1/routes` rather than silently shadowed.
+
+use crate::outlier::{OutlierConfig, OutlierDetector};
+use crate::retry_budget::{RetryBudget, RetryBudgetConfig};
+use crate::route::{RouteSource, RouteSpec};
+use crate::table::RouteTable;
+use crate::tags;
+use arc_swap::ArcSwap;
+use http::uri::Authority;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::time::Instant;
+use wayfinder_balance::{Balancer, Endpoint, EndpointId, EndpointSet, Health, Nanos};
+use wayfinder_catalog::{Catalog, Status};
+
+/// Why the gateway's settings were refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RoutingError {
+    /// The outlier ejection settings cannot work.
+    #[error("gateway outlier ejection: {0}")]
+    Outlier(#[from] crate::outlier::OutlierConfigError),
+    /// The retry budget settings cannot work.
+    #[error("gateway retry budget: {0}")]
+    RetryBudget(#[from] crate::retry_budget::RetryBudgetConfigError),
+}
+
+/// What the gateway is configured with, beyond the catalog.
+#[derive(Clone, Debug, Default)]
+pub struct RoutingConfig {
+    /// Routes from `route { … }` blocks in config files.
+    pub config_routes: Vec<RouteSpec>,
+    /// Whether every service is reachable at `/{service}/…` (`--gateway-service-routes`).
+    pub service_routes: bool,
+    /// The address instances without one of their own are reached at (the agent's node
+    /// address, as in Consul).
+    pub node_address: String,
+    /// Passive ejection of failing instances.
+    pub outlier: OutlierConfig,
+    /// How many retries each route may add to its traffic.
+    pub retry_budget: RetryBudgetConfig,
+}
+
+/// One instance the gateway can send to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The instance ID (the balancer's endpoint ID).
+    pub id: Arc<str>,
+    /// Where to connect: `address:port`.
+    pub authority: Authority,
+}
+
+/// A service's healthy instances as the balancer sees them, and where each one is: `set` and
+/// `targets` are index-aligned (a pick is an index into both).
+#[derive(Debug, Default)]
+pub struct Backends {
+    /// The balancer's view (weights, tags, load).
+    pub set: EndpointSet,
+    /// The addresses, in the same order.
+    pub targets: Vec<Target>,
+}
+
+/// One service as the gateway serves it.
+#[derive(Debug)]
+pub struct ServiceState {
+    /// The service name.
+    pub name: String,
+    backends: ArcSwap<Backends>,
+    /// Instances ejected for failing, shared by every route to the service.
+    pub outliers: OutlierDetector,
+    /// When each healthy instance became healthy, for slow start (instances healthy when the
+    /// agent started have no entry: they take their full share at once).
+    healthy_since: Mutex<HashMap<Arc<str>, Nanos>>,
+}
+
+impl ServiceState {
+    fn new(name: &str, outlier: &OutlierConfig) -> Self {
+        ServiceState {
+            name: name.to_owned(),
+            backends: ArcSwap::from_pointee(Backends::default()),
+            outliers: OutlierDetector::new(*outlier)
+                .expect("the outlier settings were validated by Routing::new"),
+            healthy_since: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The current healthy instances.
+    pub fn backends(&self) -> Arc<Backends> {
+        self.backends.load_full()
+    }
+}
+
+/// A route as the proxy uses it: its spec, and the state that must outlive a table rebuild.
+#[derive(Debug)]
+pub struct ActiveRoute {
+    /// What the route matches and does.
+    pub spec: RouteSpec,
+    /// Its balancer (a round robin cursor, split sides).
+    pub balancer: Balancer,
+    /// Its retry budget.
+    pub budget: RetryBudget,
+    /// The service that answers.
+    pub service: Arc<ServiceState>,
+}
+
+/// A claim on a host and prefix that lost to another (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// The host, if the claim was for one.
+    pub host: Option<String>,
+    /// The prefix.
+    pub prefix: String,
+    /// The service that got it.
+    pub winner: String,
+    /// The service that did not, and where it asked.
+    pub loser: String,
+    /// Where the losing claim was declared.
+    pub source: String,
+}
+
+/// A `urlprefix-` tag that could not be parsed, shown in `GET /v1/routes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagProblem {
+    /// The service.
+    pub service: String,
+    /// The instance carrying the tag.
+    pub instance: String,
+    /// What is wrong.
+    pub error: String,
+}
+
+/// The routes and instances the proxy serves from.
+pub struct Routing {
+    table: ArcSwap<RouteTable<Arc<ActiveRoute>>>,
+    origin: Instant,
+    builder: Mutex<Builder>,
+}
+
+/// What only [`Routing::apply`] touches.
+struct Builder {
+    config: RoutingConfig,
+    services: HashMap<String, Arc<ServiceState>>,
+    /// Each service's routes from its instances' tags, de-duplicated by host and prefix.
+    tag_routes: BTreeMap<String, Vec<RouteSpec>>,
+    tag_problems: BTreeMap<String, Vec<TagProblem>>,
+    conflicts: Vec<Conflict>,
+}
+
+impl Routing {
+    /// Routing for `catalog` as it is now; refuses settings that cannot work.
+    pub fn new(config: RoutingConfig, catalog: &Catalog) -> Result<Self, RoutingError> {
+        config.outlier.validate()?;
+        config.retry_budget.validate()?;
+        let routing = Routing {
+            table: ArcSwap::from_pointee(RouteTable::new()),
+            origin: Instant::now(),
+            builder: Mutex::new(Builder {
+                config,
+                services: HashMap::new(),
+                tag_routes: BTreeMap::new(),
+                tag_problems: BTreeMap::new(),
+                conflicts: Vec::new(),
+            }),
+        };
+        let names: Vec<String> = catalog.services().map(|s| s.name.to_string()).collect();
+        routing.apply(catalog, names.iter().map(String::as_str));
+        // Config routes may name services that do not exist yet: build the table regardless.
+        routing.rebuild_table(&mut routing.lock());
+        Ok(routing)
+    }
+
+    /// Now, as the balancer counts time.
+    pub fn now(&self) -> Nanos {
+        Nanos::from_duration(self.origin.elapsed())
+    }
+
+    /// The route for a request to `host` and `path`.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<Arc<ActiveRoute>> {
+        self.table.load().lookup(host, path).cloned()
+    }
+
+    /// The live table (for `GET /v1/routes`).
+    pub fn table(&self) -> Arc<RouteTable<Arc<ActiveRoute>>> {
+        self.table.load_full()
+    }
+
+    /// Claims that lost to another, and tags that could not be parsed.
+    pub fn problems(&self) -> (Vec<Conflict>, Vec<TagProblem>) {
+        let builder = self.lock();
+        (
+            builder.conflicts.clone(),
+            builder.tag_problems.values().flatten().cloned().collect(),
+        )
+    }
+
+    /// Brings the services named in `changed` up to date with `catalog`: their instance lists
+    /// always, the route table only when their routes changed.
+    pub fn apply<'a>(&self, catalog: &Catalog, changed: impl IntoIterator<Item = &'a str>) {
+        let now = self.now();
+        let mut builder = self.lock();
+        let mut routes_changed = false;
+        for name in changed {
+            routes_changed |= builder.refresh_service(catalog, name, now);
+        }
+        if routes_changed {
+            self.rebuild_table(&mut builder);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Builder> {
+        // Only the agent's publish path locks this, one change at a time; a panic elsewhere
+        // must not stop routing updates.
+        self.builder.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn rebuild_table(&self, builder: &mut Builder) {
+        let old = self.table.load_full();
+        let table = builder.build_table(&old);
+        self.table.store(Arc::new(table));
+    }
+}
+
+impl Builder {
+    /// Updates one service; true when its routes changed.
+    fn refresh_service(&mut self, catalog: &Catalog, name: &str, now: Nanos) -> bool {
+        let exists = catalog.has_service(name);
+        let mut routes = Vec::new();
+        let mut problems = Vec::new();
+        if exists {
+            for view in catalog.instances_of(name) {
+                for tag in &view.instance.tags {
+                    match tags::parse_tag(tag, name, view.instance.id.as_str()) {
+                        None => {}
+                        Some(Ok(route)) => routes.push(route),
+                        Some(Err(error)) => problems.push(TagProblem {
+                            service: name.to_owned(),
+                            instance: view.instance.id.as_str().to_owned(),
+                            error: error.to_string(),
+                        }),
+                    }
+                }
+            }
+        }
+        // Instances of one service usually carry the same tag: one route per host and prefix,
+        // from the lowest instance ID (catalog order), so the choice is stable.
+        let mut seen = std::collections::HashSet::new();
+        routes.retain(|r: &RouteSpec| seen.insert((r.host.clone(), r.prefix.clone())));
+        for problem in &problems {
+            tracing::warn!(service = %problem.service, instance = %problem.instance, error = %problem.error, "urlprefix- tag ignored");
+        }
+        if problems.is_empty() {
+            self.tag_problems.remove(name);
+        } else {
+            self.tag_problems.insert(name.to_owned(), problems);
+        }
+
+        if exists {
+            let service = Arc::clone(
+                self.services
+                    .entry(name.to_owned())
+                    .or_insert_with(|| Arc::new(ServiceState::new(name, &self.config.outlier))),
+            );
+            self.refresh_backends(&service, catalog, now);
+        } else if let Some(service) = self.services.get(name) {
+            // Gone from the catalog: nothing to send to (a config route to it answers 503).
+            service.backends.store(Arc::new(Backends::default()));
+        }
+
+        let before = self.tag_routes.get(name);
+        let changed = match before {
+            Some(before) => *before != routes,
+            None => !routes.is_empty(),
+        };
+        let service_route_changed = self.config.service_routes && (exists != before.is_some());
+        if routes.is_empty() && !exists {
+            self.tag_routes.remove(name);
+        } else {
+            self.tag_routes.insert(name.to_owned(), routes);
+        }
+        changed || service_route_changed
+    }
+
+    fn refresh_backends(&self, service: &ServiceState, catalog: &Catalog, now: Nanos) {
+        let mut since = service
+            .healthy_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let first_build = service.backends.load().targets.is_empty() && since.is_empty();
+        let mut endpoints = Vec::new();
+        let mut targets = Vec::new();
+        let mut live = HashMap::new();
+        for view in catalog.instances_of(&service.name) {
+            let health = match view.health {
+                Status::Passing => Health::Passing,
+                Status::Warning => Health::Warning,
+                _ => continue,
+            };
+            let instance = view.instance;
+            let host = if instance.address.is_empty() {
+                self.config.node_address.as_str()
+            } else {
+                instance.address.as_str()
+            };
+            let Some(authority) = authority(host, instance.port) else {
+                tracing::warn!(instance = %instance.id, address = %host, "instance address cannot be dialled; left out of the gateway");
+                continue;
+            };
+            let id: Arc<str> = Arc::from(instance.id.as_str());
+            let healthy_since = match since.get(&id) {
+                Some(at) => Some(*at),
+                // Healthy when the gateway first saw the service: no ramp.
+                None if first_build => None,
+                None => Some(now),
+            };
+            if let Some(at) = healthy_since {
+                live.insert(Arc::clone(&id), at);
+            }
+            let mut endpoint = Endpoint::new(EndpointId::new(Arc::clone(&id)))
+                .with_weights(instance.weights.passing, instance.weights.warning)
+                .with_health(health)
+                .with_tags(instance.tags.iter().cloned());
+            if let Some(at) = healthy_since {
+                endpoint = endpoint.with_healthy_since(at);
+            }
+            endpoints.push(endpoint);
+            targets.push(Target { id, authority });
+        }
+        *since = live;
+        let ids: Vec<&str> = targets.iter().map(|t| &*t.id).collect();
+        service.outliers.set_members(&ids, now);
+        let set = service.backends.load().set.update(endpoints);
+        service.backends.store(Arc::new(Backends { set, targets }));
+    }
+
+    /// Every route, with conflicts resolved; live routes whose spec did not change are reused.
+    fn build_table(&mut self, old: &RouteTable<Arc<ActiveRoute>>) -> RouteTable<Arc<ActiveRoute>> {
+        let mut claims: Vec<&RouteSpec> = Vec::new();
+        claims.extend(&self.config.config_routes);
+        for routes in self.tag_routes.values() {
+            claims.extend(routes);
+        }
+        let service_routes: Vec<RouteSpec> = if self.config.service_routes {
+            self.tag_routes
+                .keys()
+                .map(|name| {
+                    let mut spec =
+                        RouteSpec::new(format!("/{name}/"), name.clone(), RouteSource::ServiceName);
+                    spec.rewrite.strip = Some(format!("/{name}"));
+                    spec
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        claims.extend(&service_routes);
+
+        let mut winners: HashMap<(Option<String>, String), &RouteSpec> = HashMap::new();
+        let mut conflicts = Vec::new();
+        for claim in claims {
+            let key = (claim.host.clone(), claim.prefix.clone());
+            match winners.get(&key) {
+                None => {
+                    winners.insert(key, claim);
+                }
+                Some(held) => {
+                    let (winner, loser) = if outranks(claim, held) {
+                        (claim, *held)
+                    } else {
+                        (*held, claim)
+                    };
+                    if winner.service != loser.service {
+                        conflicts.push(Conflict {
+                            host: key.0.clone(),
+                            prefix: key.1.clone(),
+                            winner: winner.service.clone(),
+                            loser: loser.service.clone(),
+                            source: loser.source.to_string(),
+                        });
+                    }
+                    winners.insert(key, winner);
+                }
+            }
+        }
+        for conflict in &conflicts {
+            tracing::warn!(host = ?conflict.host, prefix = %conflict.prefix, winner = %conflict.winner, loser = %conflict.loser, source = %conflict.source, "two services claim one route; the loser gets no traffic on it");
+        }
+        self.conflicts = conflicts;
+
+        let mut table = RouteTable::new();
+        for ((host, prefix), spec) in winners {
+            let reused = old
+                .lookup_exact(host.as_deref(), &prefix)
+                .filter(|live| live.spec == *spec)
+                .cloned();
+            let route = match reused {
+                Some(live) => live,
+                None => {
+                    let service =
+                        Arc::clone(self.services.entry(spec.service.clone()).or_insert_with(
+                            || Arc::new(ServiceState::new(&spec.service, &self.config.outlier)),
+                        ));
+                    Arc::new(ActiveRoute {
+                        balancer: balancer_for(spec),
+                        budget: RetryBudget::new(self.config.retry_budget)
+                            .expect("the retry budget settings were validated by Routing::new"),
+                        spec: spec.clone(),
+                        service,
+                    })
+                }
+            };
+            table.insert(host.as_deref(), &prefix, route);
+        }
+        table
+    }
+}
+
+/// Whether `a`'s claim beats `b`'s: config over tag over service name, then the lower service.
+fn outranks(a: &RouteSpec, b: &RouteSpec) -> bool {
+    let rank = |s: &RouteSpec| match s.source {
+        RouteSource::Config { .. } => 0,
+        RouteSource::Tag { .. } => 1,
+        RouteSource::ServiceName => 2,
+    };
+    (rank(a), &a.service) < (rank(b), &b.service)
+}
+
+fn balancer_for(spec: &RouteSpec) -> Balancer {
+    let mut balancer = Balancer::new(spec.balance.strategy);
+    if let Some(split) = &spec.balance.split {
+        balancer = balancer.with_split(split.clone());
+    }
+    if let Some(slow_start) = &spec.balance.slow_start {
+        balancer = balancer.with_slow_start(*slow_start);
+    }
+    balancer
+}
+
+/// `host:port` as a URI authority (IPv6 literals bracketed), or `None` if it is not one.
+fn authority(host: &str, port: u16) -> Option<Authority> {
+    let text = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    text.parse().ok()
+}
