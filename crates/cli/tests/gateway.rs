@@ -346,3 +346,84 @@ fn routes_are_off_without_a_gateway() {
             .is_some_and(|e| e.contains("--gateway-addr"))
     );
 }
+
+#[test]
+fn a_config_route_splits_one_percent_to_the_canary() {
+    let dir = support::temp_dir("gateway-routes");
+    std::fs::write(
+        dir.path().join("routes.hcl"),
+        r#"
+route {
+  prefix  = "/shop"
+  service = "shop"
+  strip   = true
+  split {
+    tag    = "canary"
+    weight = 0.01
+  }
+}
+"#,
+    )
+    .expect("writing routes.hcl");
+    let (agent, gateway) = start_agent(&["--config-dir", support::path_str(dir.path())]);
+    let stable = support::HttpBackend::start();
+    let canary = support::HttpBackend::start();
+    for (id, backend, tags) in [
+        ("shop-1", &stable, vec!["v1"]),
+        ("shop-canary", &canary, vec!["canary"]),
+    ] {
+        let url = backend.url();
+        let port = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .and_then(|addr| addr.parse::<SocketAddr>().ok())
+            .map(|addr| addr.port());
+        agent.register(&json!({
+            "Name": "shop", "ID": id, "Address": "127.0.0.1", "Port": port, "Tags": tags
+        }));
+    }
+    let route = wait_for_route(&agent, "/shop", 2);
+    assert_eq!(route["split"]["tag"], "canary");
+    assert!(
+        route["source"]
+            .as_str()
+            .is_some_and(|s| s.contains("routes.hcl")),
+        "{route}"
+    );
+
+    // 50,000 requests from four clients, each bounded by count and a deadline.
+    const TOTAL: usize = 50_000;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let url = format!("{gateway}/shop/item");
+    let failed: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    let client = http_client();
+                    let mut failed = 0;
+                    for _ in 0..TOTAL / 4 {
+                        if Instant::now() > deadline {
+                            return failed + 1;
+                        }
+                        match client.get(&url).send() {
+                            Ok(r) if r.status().as_u16() == 200 => {}
+                            _ => failed += 1,
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("worker")).sum()
+    });
+    assert_eq!(failed, 0, "every request answered 200 within the deadline");
+    let (to_canary, to_stable) = (canary.hits(), stable.hits());
+    assert_eq!(to_canary + to_stable, TOTAL);
+    let share = to_canary as f64 / TOTAL as f64 * 100.0;
+    assert!(
+        (share - 1.0).abs() <= 0.3,
+        "canary got {share:.3}% of {TOTAL} requests ({to_canary}); the split says 1% ± 0.3 pp"
+    );
+}

@@ -206,6 +206,16 @@ impl Routing {
         )
     }
 
+    /// Replaces the routes from config files (a reload), rebuilding the table.
+    pub fn set_config_routes(&self, routes: Vec<RouteSpec>) {
+        let mut builder = self.lock();
+        if builder.config.config_routes == routes {
+            return;
+        }
+        builder.config.config_routes = routes;
+        self.rebuild_table(&mut builder);
+    }
+
     /// Brings the services named in `changed` up to date with `catalog`: their instance lists
     /// always, the route table only when their routes changed.
     pub fn apply<'a>(&self, catalog: &Catalog, changed: impl IntoIterator<Item = &'a str>) {

@@ -107,6 +107,8 @@ pub struct Reloader {
     scripts: ScriptPolicy,
     writer: Writer,
     snapshots: Arc<Snapshots>,
+    /// The gateway's routing, which takes the files' `route` blocks; `None` without a gateway.
+    routing: Option<Arc<wayfinder_gateway::Routing>>,
 }
 
 impl Reloader {
@@ -121,6 +123,14 @@ impl Reloader {
     }
 
     async fn apply(&self, definitions: Definitions) -> Result<ReloadSummary, AgentError> {
+        match &self.routing {
+            Some(routing) => routing.set_config_routes(definitions.routes.clone()),
+            None if !definitions.routes.is_empty() => tracing::warn!(
+                routes = definitions.routes.len(),
+                "config files define gateway routes, but the gateway is off (--gateway-addr)"
+            ),
+            None => {}
+        }
         let defined: BTreeSet<String> = definitions
             .services
             .iter()
@@ -270,6 +280,7 @@ impl Agent {
             Some(addr) => {
                 let mut gateway_config = config.gateway.clone();
                 gateway_config.routing.node_address = node_address;
+                gateway_config.routing.config_routes = definitions.routes.clone();
                 Some(Gateway::bind(addr, gateway_config, &snapshots.load()).await?)
             }
             None => None,
@@ -306,6 +317,7 @@ impl Agent {
             scripts,
             writer: writer.clone(),
             snapshots: Arc::clone(&snapshots),
+            routing: gateway.as_ref().map(Gateway::routing),
         };
         let summary = reloader.apply(definitions).await?;
         if config.config_dir.is_some() {

@@ -6,6 +6,7 @@
 use super::checks_shape::ChecksShape;
 use super::file::parse_file;
 use super::locate::{Loc, locate};
+use super::route_block::RouteBody;
 use super::{ConfigError, ConfigErrorKind, Definitions, Fault, ScriptPolicy};
 use crate::consul::relaxed::{self, DecodeError, same_key};
 use crate::consul::request::{CheckBody, RequestError, ServiceBody};
@@ -28,6 +29,8 @@ pub(super) enum DefinitionKind {
     Service,
     /// `check` or `checks`.
     Check,
+    /// `route` or `routes`: gateway routes.
+    Route,
 }
 
 impl DefinitionKind {
@@ -38,6 +41,8 @@ impl DefinitionKind {
             Some(DefinitionKind::Service)
         } else if same_key(key, "check") || same_key(key, "checks") {
             Some(DefinitionKind::Check)
+        } else if same_key(key, "route") || same_key(key, "routes") {
+            Some(DefinitionKind::Route)
         } else {
             None
         }
@@ -145,9 +150,9 @@ impl Loader {
                     line,
                     ConfigErrorKind::Shape,
                     format!(
-                        "unknown top-level key `{key}`: only service, services, check and \
-                         checks blocks are read from config files; agent settings are \
-                         command-line flags of `wayfinder agent`"
+                        "unknown top-level key `{key}`: only service, services, check, \
+                         checks, route and routes blocks are read from config files; agent \
+                         settings are command-line flags of `wayfinder agent`"
                     ),
                 ));
             };
@@ -165,6 +170,7 @@ impl Loader {
                         self.load_service(path, item, item_loc, &position)?;
                     }
                     DefinitionKind::Check => self.load_check(path, item, item_loc, &position)?,
+                    DefinitionKind::Route => self.load_route(path, item, item_loc, &position)?,
                 }
             }
         }
@@ -242,6 +248,26 @@ impl Loader {
             self.claim_check(id, path, loc.line)?;
         }
         self.definitions.checks.push(check);
+        Ok(())
+    }
+
+    fn load_route(
+        &mut self,
+        path: &Path,
+        value: Value,
+        loc: &Loc,
+        position: &str,
+    ) -> Result<(), Fault> {
+        let Value::Object(map) = &value else {
+            return Err(not_a_block("route", position, &value, loc));
+        };
+        let label = label("route", map, &["Prefix"], position);
+        let body: RouteBody = relaxed::decode(value)
+            .map_err(|DecodeError { field, reason }| field_fault(loc, &label, &field, &reason))?;
+        let route = body
+            .into_spec(&path.display().to_string())
+            .map_err(|e| field_fault(loc, &label, e.field, &e.reason))?;
+        self.definitions.routes.push(route);
         Ok(())
     }
 

@@ -31,6 +31,7 @@ mod hcl;
 mod json;
 mod loader;
 mod locate;
+mod route_block;
 #[cfg(test)]
 mod tests;
 
@@ -40,7 +41,7 @@ use std::path::{Path, PathBuf};
 use wayfinder_catalog::{CheckDefinition, Registration};
 
 /// Everything the agent should hold from its config dir, ready for the write path.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Definitions {
     /// One registration per service block, in load order, each with
     /// `instance.source == Source::Config` so a reload can tell them from API registrations.
@@ -48,6 +49,8 @@ pub struct Definitions {
     /// Top-level `check` / `checks` blocks: node-level checks, or checks attached to an
     /// instance through `service_id`. Each has an ID (defaulted to its name, as in Consul).
     pub checks: Vec<CheckDefinition>,
+    /// `route` blocks: gateway routes (used when the gateway is on).
+    pub routes: Vec<wayfinder_gateway::RouteSpec>,
     /// Every file read, in load order, including files that defined nothing; for logs and for
     /// telling the operator what a reload looked at.
     pub files: Vec<PathBuf>,
