@@ -314,6 +314,20 @@ fn errors_and_retries_are_the_gateways_own() {
     let (status, body, _) = get(&client, &format!("{gateway}/svc/x"));
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["kind"], "upstream-failed");
+
+    // proto=https is never downgraded to plain HTTP: until the gateway speaks TLS to
+    // instances, such a route answers 502 saying so.
+    let plain = Backend::start("tls-1");
+    register(&agent, "tls", &plain, &["urlprefix-/tls proto=https"]);
+    wait_for_route(&agent, "/tls", 1);
+    let (status, body, _) = get(&client, &format!("{gateway}/tls/x"));
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("proto=https")),
+        "{body}"
+    );
 }
 
 #[test]

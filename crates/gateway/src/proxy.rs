@@ -21,6 +21,7 @@
 use crate::body::ProxyBody;
 use crate::error::GatewayError;
 use crate::forwarded::{self, Origin};
+use crate::route::UpstreamProto;
 use crate::routing::{ActiveRoute, Routing};
 use bytes::Bytes;
 use http::header;
@@ -137,6 +138,16 @@ impl Proxy {
             });
         }
 
+        if route.spec.proto == UpstreamProto::Https {
+            // Never fall back to plain HTTP for an instance that asked for TLS.
+            return refuse(GatewayError::UpstreamFailed {
+                service: service.clone(),
+                attempts: 0,
+                reason: "the route says proto=https, and this gateway does not speak TLS to \
+                         instances yet; route to the instance's plain HTTP port instead"
+                    .to_owned(),
+            });
+        }
         let upgrade = forwarded::is_upgrade(request.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();

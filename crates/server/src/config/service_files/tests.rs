@@ -367,7 +367,7 @@ fn unknown_top_level_keys_are_refused() {
     );
     assert!(
         err.reason
-            .contains("only service, services, check and checks blocks"),
+            .contains("only service, services, check, checks, route and routes blocks"),
         "{err}"
     );
 
