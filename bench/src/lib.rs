@@ -1,17 +1,19 @@
 //! Load generators for Wayfinder's benchmarks, and what they share.
 //!
-//! The binaries (`register-load`, `check-capacity`, `propagation`, `endpoint-throughput`) are
-//! driven by `bench/run`, which builds the agent, starts it on a loopback port with a fresh
-//! durable data dir, and passes its address and pid. This library owns what they share: a
+//! The binaries (`register-load`, `check-capacity`, `propagation`, `endpoint-throughput`,
+//! `gateway-throughput`) are driven by `bench/run`, which builds the agent, starts it on a
+//! loopback port with a fresh durable data dir (for the gateway, `--dev`), and passes its
+//! address and pid. This library owns what they share: a
 //! keep-alive HTTP/1.1 connection to the agent ([`client`]), CPU and memory readings from
 //! `/proc` ([`procfs`]), latency percentiles ([`latency`]), the markdown the results are printed
 //! as ([`report`]); and for the Endpoint Provider benchmarks, the `worker-service` fleet they
 //! measure ([`fleet`]), watch streams ([`sse`]), and the read-throughput peer and load generator
-//! ([`nginx`], [`wrk`]).
+//! ([`nginx`], [`wrk`]). For the gateway benchmark, HAProxy as a second peer ([`haproxy`]); the
+//! backends behind the proxies are a binary of their own (`backend-server`).
 //!
 //! What it deliberately does not own: starting or stopping the agent (the script does, so the
-//! agent is the real release binary, exactly as a user runs it), or installing wrk and nginx
-//! (the script does that too, with apt, when they are missing).
+//! agent is the real release binary, exactly as a user runs it), or installing wrk, nginx and
+//! HAProxy (the script does that too, with apt, when they are missing).
 //!
 //! Every load loop here is bounded twice, by a request count and by a deadline, and only ever
 //! talks to loopback addresses ([`args::loopback_addr`] refuses anything else).
@@ -22,6 +24,7 @@
 pub mod args;
 pub mod client;
 pub mod fleet;
+pub mod haproxy;
 pub mod latency;
 pub mod nginx;
 pub mod procfs;

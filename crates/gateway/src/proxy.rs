@@ -129,9 +129,8 @@ impl Proxy {
         let Some(route) = self.routing.route(host.as_deref(), &path) else {
             return GatewayError::NoRoute { host, path }.response(None, None);
         };
-        let route_name = route_name(&route);
-        let service = route.spec.service.clone();
-        let refuse = |error: GatewayError| error.response(Some(&route_name), Some(&service));
+        let service = route.spec.service.as_str();
+        let refuse = |error: GatewayError| error.response(Some(&route_name(&route)), Some(service));
         if !route.spec.access.permits(client.ip()) {
             return refuse(GatewayError::Forbidden {
                 client: client.ip().to_string(),
@@ -141,7 +140,7 @@ impl Proxy {
         if route.spec.proto == UpstreamProto::Https {
             // Never fall back to plain HTTP for an instance that asked for TLS.
             return refuse(GatewayError::UpstreamFailed {
-                service: service.clone(),
+                service: service.to_owned(),
                 attempts: 0,
                 reason: "the route says proto=https, and this gateway does not speak TLS to \
                          instances yet; route to the instance's plain HTTP port instead"
@@ -159,7 +158,7 @@ impl Proxy {
             Ok(pq) => pq,
             Err(reason) => return refuse(GatewayError::BadRequest { reason }),
         };
-        let origin_host = host.clone();
+        let origin_host = host;
         forwarded::prepare(
             &mut parts.headers,
             Origin {
@@ -288,7 +287,7 @@ impl Proxy {
                 Attempt::TimedOut => {
                     outliers.record_failure(id, done);
                     return refuse(GatewayError::Timeout {
-                        service: service.clone(),
+                        service: service.to_owned(),
                         timeout_ms: self.config.response_timeout.as_millis(),
                     });
                 }
@@ -296,11 +295,11 @@ impl Proxy {
         }
         if attempts == 0 {
             return refuse(GatewayError::NoHealthyInstance {
-                service: service.clone(),
+                service: service.to_owned(),
             });
         }
         refuse(GatewayError::UpstreamFailed {
-            service: service.clone(),
+            service: service.to_owned(),
             attempts,
             reason: last_failure,
         })
