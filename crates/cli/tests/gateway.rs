@@ -441,3 +441,41 @@ route {
         "canary got {share:.3}% of {TOTAL} requests ({to_canary}); the split says 1% ± 0.3 pp"
     );
 }
+
+#[test]
+fn http2_clients_are_served_and_balanced_per_request() {
+    let (agent, gateway) = start_agent(&[]);
+    let backends: Vec<Backend> = (1..=2)
+        .map(|i| Backend::start(&format!("h2-{i}")))
+        .collect();
+    for backend in &backends {
+        register(&agent, "h2", backend, &["urlprefix-/h2"]);
+    }
+    wait_for_route(&agent, "/h2", 2);
+    // h2c with prior knowledge: one HTTP/2 connection, many streams.
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let mut seen = BTreeMap::new();
+    for _ in 0..10 {
+        let response = client
+            .get(format!("{gateway}/h2/x"))
+            .send()
+            .expect("HTTP/2 request through the gateway");
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status().as_u16(), 200);
+        let body: Value = response.json().expect("json");
+        assert_eq!(body["path"], "/h2/x");
+        *seen
+            .entry(body["id"].as_str().unwrap_or("?").to_owned())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.values().copied().collect::<Vec<_>>(),
+        vec![5, 5],
+        "streams of one connection are balanced one by one: {seen:?}"
+    );
+}
