@@ -11,11 +11,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wayfinder_server::config::{
     DEFAULT_DATA_DIR, DEFAULT_DATACENTER, DEFAULT_HTTP_ADDR, default_node_name,
 };
-use wayfinder_server::gateway::{GatewayConfig, RoutingConfig};
+use wayfinder_server::gateway::{GatewayConfig, OutlierConfig, ProxyConfig, RoutingConfig};
 use wayfinder_server::{Agent, AgentConfig, DataDir};
 
 #[derive(Parser)]
@@ -90,6 +91,29 @@ struct AgentArgs {
     /// Also route /{service}/… to every service (prefix stripped).
     #[arg(long, requires = "gateway_addr")]
     gateway_service_routes: bool,
+    /// Longest wait for a connection to an instance before the next one is tried.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
+    gateway_connect_timeout: Duration,
+    /// Longest wait for an instance's response headers (then 504).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    gateway_response_timeout: Duration,
+    /// How long an unused connection to an instance is kept for reuse.
+    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = duration)]
+    gateway_idle_timeout: Duration,
+    /// Attempts per request beyond the first.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    gateway_max_retries: u32,
+    /// Consecutive failures that eject an instance from the gateway.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    gateway_ejection_failures: u32,
+    /// Largest share of a service's instances ejected at once, in percent.
+    #[arg(long, value_name = "PERCENT", default_value_t = 50)]
+    gateway_max_ejected_percent: u8,
+}
+
+/// A duration as Consul writes them (`500ms`, `1s`, `1m30s`).
+fn duration(text: &str) -> Result<Duration, String> {
+    wayfinder_server::consul::duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// mimalloc rather than glibc's malloc: the agent allocates and frees small buffers per request
@@ -155,9 +179,19 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             addr: args.gateway_addr,
             routing: RoutingConfig {
                 service_routes: args.gateway_service_routes,
+                outlier: OutlierConfig {
+                    consecutive_failures: args.gateway_ejection_failures,
+                    max_ejected_percent: args.gateway_max_ejected_percent,
+                    ..OutlierConfig::default()
+                },
                 ..RoutingConfig::default()
             },
-            ..GatewayConfig::default()
+            proxy: ProxyConfig {
+                connect_timeout: args.gateway_connect_timeout,
+                response_timeout: args.gateway_response_timeout,
+                idle_timeout: args.gateway_idle_timeout,
+                max_retries: args.gateway_max_retries,
+            },
         },
     };
     let agent = Agent::start(config.clone())

@@ -479,3 +479,18 @@ fn http2_clients_are_served_and_balanced_per_request() {
         "streams of one connection are balanced one by one: {seen:?}"
     );
 }
+
+#[test]
+fn gateway_settings_that_cannot_work_stop_the_agent() {
+    let (status, _, stderr) = Agent::start_expecting_failure(&[
+        "--gateway-addr",
+        "127.0.0.1:0",
+        "--gateway-max-ejected-percent",
+        "150",
+    ]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("--gateway-max-ejected-percent") && stderr.contains("150"),
+        "{stderr}"
+    );
+}

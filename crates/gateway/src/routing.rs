@@ -31,10 +31,12 @@ use wayfinder_catalog::{Catalog, Status};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RoutingError {
     /// The outlier ejection settings cannot work.
-    #[error("gateway outlier ejection: {0}")]
+    #[error(
+        "the gateway's outlier ejection settings cannot work (--gateway-ejection-failures, --gateway-max-ejected-percent)"
+    )]
     Outlier(#[from] crate::outlier::OutlierConfigError),
     /// The retry budget settings cannot work.
-    #[error("gateway retry budget: {0}")]
+    #[error("the gateway's retry budget settings cannot work")]
     RetryBudget(#[from] crate::retry_budget::RetryBudgetConfigError),
 }
 

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wayfinder_catalog::{Catalog, Touched};
+pub use wayfinder_gateway::outlier::OutlierConfig;
 use wayfinder_gateway::{Proxy, Routing};
 pub use wayfinder_gateway::{ProxyConfig, RoutingConfig};
 
