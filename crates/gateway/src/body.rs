@@ -6,6 +6,7 @@
 //! instance is actually busy with it, not only until its headers arrive. An enum rather than a
 //! boxed body: no allocation per response on the hot path.
 
+use crate::upstream::LeanBody;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -23,9 +24,19 @@ pub enum ProxyBody {
         /// Counts the request in flight until the body ends or is dropped.
         in_flight: Option<InFlight>,
     },
+    /// An instance's response through the lean client ([`crate::upstream`]).
+    Lean {
+        /// The instance's body.
+        body: LeanBody,
+        /// Counts the request in flight until the body ends or is dropped.
+        in_flight: Option<InFlight>,
+    },
     /// An answer the gateway made (errors), or a buffered one.
     Full(Full<Bytes>),
 }
+
+/// Why a body could not be passed on.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ProxyBody {
     /// A complete body.
@@ -41,19 +52,26 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Upstream { body, in_flight } => {
                 let polled = Pin::new(body).poll_frame(cx);
                 if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
                     in_flight.take();
                 }
-                polled
+                polled.map_err(Into::into)
+            }
+            ProxyBody::Lean { body, in_flight } => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+                    in_flight.take();
+                }
+                polled.map_err(Into::into)
             }
             ProxyBody::Full(full) => Pin::new(full)
                 .poll_frame(cx)
@@ -64,6 +82,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Upstream { body, .. } => body.is_end_stream(),
+            ProxyBody::Lean { body, .. } => body.is_end_stream(),
             ProxyBody::Full(full) => full.is_end_stream(),
         }
     }
@@ -71,6 +90,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Upstream { body, .. } => body.size_hint(),
+            ProxyBody::Lean { body, .. } => body.size_hint(),
             ProxyBody::Full(full) => full.size_hint(),
         }
     }

@@ -25,6 +25,7 @@ pub mod route;
 pub mod routing;
 pub mod table;
 pub mod tags;
+pub mod upstream;
 
 pub use error::GatewayError;
 pub use proxy::{Proxy, ProxyConfig};

@@ -23,6 +23,7 @@ use crate::error::GatewayError;
 use crate::forwarded::{self, Origin};
 use crate::route::UpstreamProto;
 use crate::routing::{ActiveRoute, Routing};
+use crate::upstream::{Outcome, Outgoing, Upstream};
 use bytes::Bytes;
 use http::header;
 use http::uri::{PathAndQuery, Scheme};
@@ -79,14 +80,18 @@ type UpstreamBody = Either<Full<Bytes>, Incoming>;
 /// The gateway's request handler.
 pub struct Proxy {
     routing: Arc<Routing>,
+    /// Requests with a body in memory and no upgrade: the common case, in the request's task.
+    upstream: Arc<Upstream>,
+    /// Streaming request bodies and upgrades.
     client: Client<HttpConnector, UpstreamBody>,
     config: ProxyConfig,
 }
 
 /// The outcome of one attempt on one instance.
 enum Attempt {
-    /// The instance answered (any status).
-    Answered(Response<Incoming>),
+    /// The instance answered (any status); the body's in-flight guard is set when it is
+    /// passed on.
+    Answered(Response<ProxyBody>),
     /// The connection could not be made: the instance never saw the request.
     NotConnected(String),
     /// The request was (maybe) sent but the exchange broke.
@@ -107,6 +112,7 @@ impl Proxy {
             .build(connector);
         Proxy {
             routing,
+            upstream: Upstream::new(config.connect_timeout, config.idle_timeout),
             client,
             config,
         }
@@ -207,41 +213,70 @@ impl Proxy {
             };
             tried.push(index);
             attempts += 1;
-            let Some(attempt_body) = body
-                .as_ref()
-                .and_then(Replay::again)
-                .or_else(|| body.take().map(Replay::once))
-            else {
-                break;
-            };
-            let uri = match Uri::builder()
-                .scheme(Scheme::HTTP)
-                .authority(target.authority.clone())
-                .path_and_query(path_and_query.clone())
-                .build()
-            {
-                Ok(uri) => uri,
-                Err(error) => {
-                    return refuse(GatewayError::BadRequest {
-                        reason: error.to_string(),
-                    });
-                }
-            };
-            let mut upstream = Request::new(attempt_body);
-            *upstream.method_mut() = parts.method.clone();
-            *upstream.uri_mut() = uri;
-            *upstream.version_mut() = Version::HTTP_11;
-            *upstream.headers_mut() = parts.headers.clone();
-            if let Some(value) = forwarded::host(
+            let host = forwarded::host(
                 &route.spec.host_header,
                 origin_host.as_deref(),
                 target.authority.as_str(),
-            ) {
-                upstream.headers_mut().insert(header::HOST, value);
-            }
-
+            );
             let in_flight = backends.set.start(index, now);
-            let outcome = self.send(upstream).await;
+            let outcome = match body.as_ref() {
+                // The common case: a body in memory and no upgrade, in this task.
+                Some(Replay::Kept(bytes)) if !upgrade => {
+                    let outgoing = Outgoing {
+                        method: &parts.method,
+                        path: &path_and_query,
+                        headers: &parts.headers,
+                        host: host.as_ref(),
+                        body: bytes,
+                    };
+                    let sent = self
+                        .upstream
+                        .send(&target.authority, &outgoing, self.config.response_timeout)
+                        .await;
+                    match sent {
+                        Outcome::Answered(response) => {
+                            Attempt::Answered(response.map(|body| ProxyBody::Lean {
+                                body,
+                                in_flight: None,
+                            }))
+                        }
+                        Outcome::NotConnected(reason) => Attempt::NotConnected(reason),
+                        Outcome::Broken(reason) => Attempt::Broken(reason),
+                        Outcome::TimedOut => Attempt::TimedOut,
+                    }
+                }
+                _ => {
+                    let Some(attempt_body) = body
+                        .as_ref()
+                        .and_then(Replay::again)
+                        .or_else(|| body.take().map(Replay::once))
+                    else {
+                        break;
+                    };
+                    let uri = match Uri::builder()
+                        .scheme(Scheme::HTTP)
+                        .authority(target.authority.clone())
+                        .path_and_query(path_and_query.clone())
+                        .build()
+                    {
+                        Ok(uri) => uri,
+                        Err(error) => {
+                            return refuse(GatewayError::BadRequest {
+                                reason: error.to_string(),
+                            });
+                        }
+                    };
+                    let mut upstream = Request::new(attempt_body);
+                    *upstream.method_mut() = parts.method.clone();
+                    *upstream.uri_mut() = uri;
+                    *upstream.version_mut() = Version::HTTP_11;
+                    *upstream.headers_mut() = parts.headers.clone();
+                    if let Some(value) = host {
+                        upstream.headers_mut().insert(header::HOST, value);
+                    }
+                    self.send(upstream).await
+                }
+            };
             let done = self.routing.now();
             let id = &*target.id;
             match outcome {
@@ -267,7 +302,7 @@ impl Proxy {
                             .load()
                             .record_rtt(done.saturating_since(guard.started_at()), done);
                     }
-                    return self.pass_on(response, in_flight, client_upgrade).await;
+                    return self.pass_on(response, in_flight, client_upgrade);
                 }
                 Attempt::NotConnected(reason) => {
                     outliers.record_failure(id, done);
@@ -309,7 +344,10 @@ impl Proxy {
         match tokio::time::timeout(self.config.response_timeout, self.client.request(request)).await
         {
             Err(_) => Attempt::TimedOut,
-            Ok(Ok(response)) => Attempt::Answered(response),
+            Ok(Ok(response)) => Attempt::Answered(response.map(|body| ProxyBody::Upstream {
+                body,
+                in_flight: None,
+            })),
             Ok(Err(error)) if error.is_connect() => Attempt::NotConnected(describe(&error)),
             Ok(Err(error)) => Attempt::Broken(describe(&error)),
         }
@@ -317,9 +355,9 @@ impl Proxy {
 
     /// The instance's response, streamed to the client; a `101 Switching Protocols` also joins
     /// the two upgraded connections.
-    async fn pass_on(
+    fn pass_on(
         &self,
-        mut response: Response<Incoming>,
+        mut response: Response<ProxyBody>,
         in_flight: Option<wayfinder_balance::InFlight>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<ProxyBody> {
@@ -346,7 +384,18 @@ impl Proxy {
             let (parts, _) = response.into_parts();
             return Response::from_parts(parts, ProxyBody::empty());
         }
-        let (mut parts, body) = response.into_parts();
+        let (mut parts, mut body) = response.into_parts();
+        match &mut body {
+            ProxyBody::Upstream {
+                in_flight: slot, ..
+            }
+            | ProxyBody::Lean {
+                in_flight: slot, ..
+            } => {
+                *slot = in_flight;
+            }
+            ProxyBody::Full(_) => {}
+        }
         for name in [
             "connection",
             "keep-alive",
@@ -355,7 +404,7 @@ impl Proxy {
         ] {
             parts.headers.remove(name);
         }
-        Response::from_parts(parts, ProxyBody::Upstream { body, in_flight })
+        Response::from_parts(parts, body)
     }
 }
 
