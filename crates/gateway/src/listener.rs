@@ -5,6 +5,12 @@
 //! Owns the connection lifecycle: `TCP_NODELAY`, a timeout on reading request headers (a slow
 //! or idle client cannot hold a connection's task forever), and a graceful stop that lets
 //! requests in flight finish while accepting nothing new.
+//!
+//! [`serve_on_threads`] runs one single-threaded runtime per core, each with its own socket on
+//! the gateway's port (`SO_REUSEPORT`: the kernel spreads new connections evenly over them) and
+//! owning its connections, its proxy and its upstream pool, as nginx's and HAProxy's workers
+//! do: a request never migrates between threads, so there is no work stealing, no cross-thread
+//! wake-up and no shared pool lock on the hot path.
 
 use crate::proxy::Proxy;
 use hyper::service::service_fn;
@@ -13,15 +19,85 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// How long a client may take to send a request's headers (and how long an idle keep-alive
 /// connection waits for the next request).
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for requests in flight to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Binds `threads` sockets to `addr` (port 0: one free port for all of them), each with
+/// `SO_REUSEPORT` so that the kernel balances connections across them.
+pub fn bind_reuseport(
+    addr: SocketAddr,
+    threads: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut listeners = Vec::new();
+    let mut addr = addr;
+    for _ in 0..threads.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        // The others join the port the first one got.
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Serves on `listeners` (from [`bind_reuseport`]), one thread of its own each, each with its
+/// own proxy (made by `new_proxy`), until `stop` is cancelled; resolves when every thread has
+/// drained.
+pub async fn serve_on_threads(
+    listeners: Vec<std::net::TcpListener>,
+    new_proxy: impl Fn() -> Proxy,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let mut done = Vec::new();
+    for (worker, listener) in listeners.into_iter().enumerate() {
+        let proxy = Arc::new(new_proxy());
+        let stop = stop.clone();
+        let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("gateway-{worker}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!(%error, "gateway: cannot start a worker thread's runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => serve(listener, proxy, stop.cancelled_owned()).await,
+                        Err(error) => {
+                            tracing::error!(%error, "gateway: a worker cannot use the listener");
+                        }
+                    }
+                });
+                let _ = finished.send(());
+            })?;
+        done.push(finished_rx);
+    }
+    for finished in done {
+        let _ = finished.await;
+    }
+    Ok(())
+}
 
 /// Serves `proxy` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(

@@ -14,7 +14,6 @@ use crate::write_path::{Published, Subscriber};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -82,7 +81,8 @@ impl Subscriber for GatewayFeed {
 pub struct Gateway {
     routing: Arc<Routing>,
     feed: Arc<GatewayFeed>,
-    listener: TcpListener,
+    /// One socket per gateway thread, all on `addr`.
+    listeners: Vec<std::net::TcpListener>,
     addr: SocketAddr,
     proxy: ProxyConfig,
 }
@@ -95,19 +95,22 @@ impl Gateway {
         catalog: &Catalog,
     ) -> Result<Gateway, GatewayError> {
         let routing = Routing::new(config.routing, catalog)?;
-        let listener = TcpListener::bind(addr)
-            .await
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let listeners = wayfinder_gateway::listener::bind_reuseport(addr, threads)
             .map_err(|source| GatewayError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| GatewayError::Bind { addr, source })?;
+        let addr = listeners
+            .first()
+            .map(std::net::TcpListener::local_addr)
+            .transpose()
+            .map_err(|source| GatewayError::Bind { addr, source })?
+            .unwrap_or(addr);
         Ok(Gateway {
             routing: Arc::new(routing),
             feed: Arc::new(GatewayFeed {
                 pending: Mutex::new(Pending::default()),
                 wake: Notify::new(),
             }),
-            listener,
+            listeners,
             addr,
             proxy: config.proxy,
         })
@@ -134,7 +137,7 @@ impl Gateway {
         let Gateway {
             routing,
             feed,
-            listener,
+            listeners,
             proxy,
             ..
         } = self;
@@ -143,9 +146,13 @@ impl Gateway {
             Arc::clone(&feed),
             stop.clone(),
         ));
-        let proxy = Arc::new(Proxy::new(routing, proxy));
+        let new_proxy = move || Proxy::new(Arc::clone(&routing), proxy.clone());
         tokio::spawn(async move {
-            wayfinder_gateway::listener::serve(listener, proxy, stop.cancelled_owned()).await;
+            let served =
+                wayfinder_gateway::listener::serve_on_threads(listeners, new_proxy, stop).await;
+            if let Err(error) = served {
+                tracing::error!(%error, "gateway: cannot start its worker threads");
+            }
             feeder.abort();
             let _ = feeder.await;
             tracing::info!("gateway stopped");
