@@ -17,21 +17,18 @@
 //! binary itself dies.
 
 use crate::client::Connection;
+use crate::process_group::{ProcessGroup, log_summary};
 use anyhow::Context;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::process::Command;
+use tokio::time::{Instant, sleep};
 
 /// How long HAProxy may take to answer its first request.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long HAProxy may take to exit after SIGTERM before the group is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Another process may take the port between our probe bind and HAProxy's: try again this often.
 const START_ATTEMPTS: u32 = 3;
 
@@ -50,8 +47,7 @@ pub struct HAProxyConfig {
 
 /// A running HAProxy; stopped by [`HAProxy::stop`], or killed when dropped.
 pub struct HAProxy {
-    child: Child,
-    pid: u32,
+    process: ProcessGroup,
     addr: SocketAddr,
     log: PathBuf,
 }
@@ -83,30 +79,24 @@ impl HAProxy {
         let log = config.dir.join("haproxy.log");
         let output = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
-        let child = Command::new(&config.binary)
-            .arg("-db")
-            .arg("-f")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(output.try_clone()?)
-            .stderr(output)
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot run {}", config.binary.display()))?;
-        let pid = child.id().context("HAProxy exited at once")?;
-        let mut haproxy = HAProxy {
-            child,
-            pid,
-            addr,
-            log,
-        };
+        let process = ProcessGroup::spawn(
+            Command::new(&config.binary)
+                .arg("-db")
+                .arg("-f")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(output.try_clone()?)
+                .stderr(output),
+            &config.binary.display().to_string(),
+        )?;
+        let pid = process.pid();
+        let mut haproxy = HAProxy { process, addr, log };
         let pid_file = config.dir.join("haproxy.pid");
         std::fs::write(&pid_file, format!("{pid}\n"))
             .with_context(|| format!("cannot write {}", pid_file.display()))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = haproxy.child.try_wait()? {
+            if let Some(status) = haproxy.process.exited()? {
                 anyhow::bail!("HAProxy exited ({status}): {}", haproxy.errors());
             }
             if haproxy.fetch(probe_path).await.is_ok() {
@@ -128,7 +118,7 @@ impl HAProxy {
 
     /// Its pid (one process; its threads are counted in its CPU).
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.process.pid()
     }
 
     /// `GET path`, expecting a 200; the body.
@@ -140,32 +130,12 @@ impl HAProxy {
 
     /// What it printed (alerts and warnings), on one line, for error messages and the report.
     pub fn errors(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
-        if lines.is_empty() {
-            "no lines in its output".to_owned()
-        } else {
-            lines.join(" / ")
-        }
+        log_summary(&self.log, "no lines in its output")
     }
 
-    /// SIGTERM to its group, then SIGKILL if it is still there after [`STOP_TIMEOUT`].
-    pub async fn stop(mut self) {
-        let group = Pid::from_raw(self.pid as i32);
-        let _ = killpg(group, Signal::SIGTERM);
-        if timeout(STOP_TIMEOUT, self.child.wait()).await.is_err() {
-            let _ = killpg(group, Signal::SIGKILL);
-            let _ = self.child.wait().await;
-        }
-    }
-}
-
-impl Drop for HAProxy {
-    fn drop(&mut self) {
-        // After `stop` the group is gone and this does nothing; on an early return it kills it.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
-        }
+    /// SIGTERM to its group, then SIGKILL if it is still there after a few seconds.
+    pub async fn stop(self) {
+        self.process.stop().await;
     }
 }
 

@@ -5,7 +5,7 @@
 //! loopback port with a fresh durable data dir (for the gateway, `--dev`), and passes its
 //! address and pid. This library owns what they share: a
 //! keep-alive HTTP/1.1 connection to the agent ([`client`]), CPU and memory readings from
-//! `/proc` ([`procfs`]), latency percentiles ([`latency`]), the markdown the results are printed
+//! `/proc` ([`procfs`]), peers run in process groups of their own ([`process_group`]), latency percentiles ([`latency`]), the markdown the results are printed
 //! as ([`report`]); and for the Endpoint Provider benchmarks, the `worker-service` fleet they
 //! measure ([`fleet`]), watch streams ([`sse`]), and the read-throughput peer and load generator
 //! ([`nginx`], [`wrk`]). For the gateway benchmark, HAProxy as a second peer ([`haproxy`]); the
@@ -27,6 +27,7 @@ pub mod fleet;
 pub mod haproxy;
 pub mod latency;
 pub mod nginx;
+pub mod process_group;
 pub mod procfs;
 pub mod report;
 pub mod sse;

@@ -1,5 +1,8 @@
-//! nginx as the peer for read throughput: a static file server returning the same bytes the
-//! agent returns, on a loopback port, with a configuration written for the one run.
+//! nginx as a peer, on a loopback port, with a configuration written for the one run: for read
+//! throughput, a static file server returning the same bytes the agent returns
+//! ([`Site::StaticFile`]); for the gateway, a reverse proxy to the same backends
+//! ([`Site::Proxy`]: an upstream of every backend, round robin, `keepalive 64` idle connections
+//! per worker, HTTP/1.1 without `Connection: close`, `keepalive_requests` raised on both sides).
 //!
 //! What the configuration chooses, and why (docs/BENCHMARKS.md repeats this):
 //! - `worker_processes` as given (`bench/run` passes `auto`: one worker per core, as the
@@ -16,20 +19,18 @@
 //! (or dropping [`Nginx`]) signals the master and its workers together.
 
 use crate::client::Connection;
+use crate::process_group::{ProcessGroup, log_summary};
 use anyhow::Context;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use bytes::Bytes;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::process::Command;
+use tokio::time::{Instant, sleep};
 
 /// How long nginx may take to serve its first request.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long nginx may take to exit after SIGTERM before the group is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Another process may take the port between our probe bind and nginx's: try again this often.
 const START_ATTEMPTS: u32 = 3;
 
@@ -42,32 +43,52 @@ pub struct NginxConfig {
     pub dir: PathBuf,
     /// `worker_processes`: a number or `auto`.
     pub workers: String,
-    /// The URL path to serve, e.g. `/v1/endpoints/worker-service`.
-    pub path: String,
+    /// What it serves.
+    pub site: Site,
+}
+
+/// What nginx serves.
+#[derive(Debug, Clone)]
+pub enum Site {
+    /// `body` as a static file at URL `path`, e.g. `/v1/endpoints/worker-service`.
+    StaticFile {
+        /// The URL path.
+        path: String,
+        /// The bytes served there.
+        body: Bytes,
+    },
+    /// A reverse proxy to `backends`, at every path.
+    Proxy {
+        /// The backends, balanced round robin.
+        backends: Vec<SocketAddr>,
+    },
 }
 
 /// A running nginx; stopped by [`Nginx::stop`], or killed when dropped.
 pub struct Nginx {
-    child: Child,
-    pid: u32,
+    process: ProcessGroup,
     addr: SocketAddr,
     error_log: PathBuf,
 }
 
 impl Nginx {
-    /// Writes `body` where `config.path` is served from, starts nginx on a free loopback port and
-    /// waits until it answers that path with exactly `body`.
-    pub async fn start(config: &NginxConfig, body: &[u8]) -> anyhow::Result<Nginx> {
-        let file = served_file(&config.dir, &config.path);
-        let parent = file.parent().context("the served path has no parent")?;
-        for dir in [parent, &config.dir.join("tmp")] {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+    /// Writes what the site serves, starts nginx on a free loopback port and waits until it
+    /// answers: a static file with exactly its bytes, a proxy with a 200 from a backend.
+    pub async fn start(config: &NginxConfig) -> anyhow::Result<Nginx> {
+        let tmp = config.dir.join("tmp");
+        std::fs::create_dir_all(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        if let Site::StaticFile { path, body } = &config.site {
+            let file = served_file(&config.dir, path);
+            let parent = file.parent().context("the served path has no parent")?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::write(&file, body)
+                .with_context(|| format!("cannot write {}", file.display()))?;
         }
-        std::fs::write(&file, body).with_context(|| format!("cannot write {}", file.display()))?;
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
-            match Self::try_start(config, body).await {
+            match Self::try_start(config).await {
                 Ok(nginx) => return Ok(nginx),
                 Err(error) => last_error = Some(error),
             }
@@ -75,7 +96,7 @@ impl Nginx {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("nginx did not start")))
     }
 
-    async fn try_start(config: &NginxConfig, body: &[u8]) -> anyhow::Result<Nginx> {
+    async fn try_start(config: &NginxConfig) -> anyhow::Result<Nginx> {
         // nginx cannot listen on port 0, so take a free port from the kernel and hand it over.
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let conf = config.dir.join("nginx.conf");
@@ -85,41 +106,46 @@ impl Nginx {
         )
         .with_context(|| format!("cannot write {}", conf.display()))?;
         let error_log = config.dir.join("error.log");
-        let child = Command::new(&config.binary)
-            .arg("-e")
-            .arg(&error_log)
-            .arg("-p")
-            .arg(&config.dir)
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot run {}", config.binary.display()))?;
-        let pid = child.id().context("nginx exited at once")?;
+        let process = ProcessGroup::spawn(
+            Command::new(&config.binary)
+                .arg("-e")
+                .arg(&error_log)
+                .arg("-p")
+                .arg(&config.dir)
+                .arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            &config.binary.display().to_string(),
+        )?;
         let mut nginx = Nginx {
-            child,
-            pid,
+            process,
             addr,
             error_log,
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = nginx.child.try_wait()? {
+            if let Some(status) = nginx.process.exited()? {
                 anyhow::bail!("nginx exited ({status}): {}", nginx.errors());
             }
-            if let Ok(served) = nginx.fetch(&config.path).await {
-                anyhow::ensure!(
-                    served == body,
-                    "nginx serves {} bytes at {}, not the {} written",
-                    served.len(),
-                    config.path,
-                    body.len()
-                );
-                return Ok(nginx);
+            match &config.site {
+                Site::StaticFile { path, body } => {
+                    if let Ok(served) = nginx.fetch(path).await {
+                        anyhow::ensure!(
+                            served == body,
+                            "nginx serves {} bytes at {path}, not the {} written",
+                            served.len(),
+                            body.len()
+                        );
+                        return Ok(nginx);
+                    }
+                }
+                Site::Proxy { .. } => {
+                    if nginx.fetch("/").await.is_ok() {
+                        return Ok(nginx);
+                    }
+                }
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
@@ -137,7 +163,7 @@ impl Nginx {
 
     /// The master's pid (its workers are its children).
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.process.pid()
     }
 
     /// `GET path`, expecting a 200; the body.
@@ -149,34 +175,13 @@ impl Nginx {
 
     /// Its error log (level `warn` and worse), on one line, for error messages and the report.
     pub fn errors(&self) -> String {
-        let log = std::fs::read_to_string(&self.error_log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
-        if lines.is_empty() {
-            "no lines in its error log".to_owned()
-        } else {
-            lines.join(" / ")
-        }
+        log_summary(&self.error_log, "no lines in its error log")
     }
 
-    /// SIGTERM to the master and workers, then SIGKILL if they are still there after
-    /// [`STOP_TIMEOUT`].
-    pub async fn stop(mut self) {
-        let group = Pid::from_raw(self.pid as i32);
-        let _ = killpg(group, Signal::SIGTERM);
-        if timeout(STOP_TIMEOUT, self.child.wait()).await.is_err() {
-            let _ = killpg(group, Signal::SIGKILL);
-            let _ = self.child.wait().await;
-        }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // After `stop` the group is gone and this does nothing; on an early return it takes the
-        // workers down with the master (kill_on_drop alone would orphan them).
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
-        }
+    /// SIGTERM to the master and workers, then SIGKILL if they are still there after a few
+    /// seconds.
+    pub async fn stop(self) {
+        self.process.stop().await;
     }
 }
 
@@ -184,6 +189,46 @@ fn render_config(config: &NginxConfig, addr: SocketAddr, as_root: bool) -> Strin
     let dir = config.dir.display();
     // As root, the workers would switch to `nobody`, who cannot read a mktemp -d directory.
     let user = if as_root { "user root;\n" } else { "" };
+    let site = match &config.site {
+        Site::StaticFile { path, .. } => format!(
+            "    default_type application/json;
+    open_file_cache max=16 inactive=60s;
+    open_file_cache_valid 60s;
+    server {{
+        listen {addr};
+        root {dir}/www;
+        location = {path} {{
+            add_header Cache-Control no-cache;
+            add_header X-Cache-Status HIT;
+        }}
+    }}
+"
+        ),
+        Site::Proxy { backends } => {
+            let servers: String = backends
+                .iter()
+                .map(|b| format!("        server {b};\n"))
+                .collect();
+            format!(
+                "    upstream backends {{
+{servers}        keepalive 64;
+        keepalive_requests 100000000;
+        keepalive_timeout 75s;
+    }}
+    server {{
+        listen {addr};
+        location / {{
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+"
+            )
+        }
+    };
     format!(
         "# Written by wayfinder-bench (bench/src/nginx.rs) for one benchmark run.
 {user}worker_processes {workers};
@@ -195,29 +240,17 @@ events {{
 }}
 http {{
     access_log off;
-    default_type application/json;
     keepalive_timeout 75s;
     keepalive_requests 100000000;
-    open_file_cache max=16 inactive=60s;
-    open_file_cache_valid 60s;
     tcp_nodelay on;
     client_body_temp_path {dir}/tmp/client_body;
     proxy_temp_path {dir}/tmp/proxy;
     fastcgi_temp_path {dir}/tmp/fastcgi;
     uwsgi_temp_path {dir}/tmp/uwsgi;
     scgi_temp_path {dir}/tmp/scgi;
-    server {{
-        listen {addr};
-        root {dir}/www;
-        location = {path} {{
-            add_header Cache-Control no-cache;
-            add_header X-Cache-Status HIT;
-        }}
-    }}
-}}
+{site}}}
 ",
         workers = config.workers,
-        path = config.path,
     )
 }
 
@@ -236,7 +269,10 @@ mod tests {
             binary: "nginx".into(),
             dir: "/tmp/x".into(),
             workers: "auto".into(),
-            path: "/v1/endpoints/worker-service".into(),
+            site: Site::StaticFile {
+                path: "/v1/endpoints/worker-service".into(),
+                body: Bytes::new(),
+            },
         };
         let addr: SocketAddr = "127.0.0.1:4242".parse().expect("addr");
         let text = render_config(&config, addr, false);
@@ -248,5 +284,33 @@ mod tests {
         assert!(text.contains("worker_processes auto;"), "{text}");
         assert!(!text.contains("user root"), "{text}");
         assert!(render_config(&config, addr, true).contains("\nuser root;\n"));
+    }
+
+    #[test]
+    fn a_proxy_reaches_every_backend_with_keepalive() {
+        let config = NginxConfig {
+            binary: "nginx".into(),
+            dir: "/tmp/x".into(),
+            workers: "auto".into(),
+            site: Site::Proxy {
+                backends: ["127.0.0.1:4001", "127.0.0.1:4002"]
+                    .iter()
+                    .map(|a| a.parse().expect("addr"))
+                    .collect(),
+            },
+        };
+        let addr: SocketAddr = "127.0.0.1:4242".parse().expect("addr");
+        let text = render_config(&config, addr, false);
+        for line in [
+            "listen 127.0.0.1:4242;",
+            "server 127.0.0.1:4001;",
+            "server 127.0.0.1:4002;",
+            "keepalive 64;",
+            "proxy_http_version 1.1;",
+            "proxy_set_header Connection \"\";",
+            "worker_processes auto;",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
     }
 }

@@ -18,7 +18,7 @@ use wayfinder_bench::args::{AgentArgs, duration};
 use wayfinder_bench::client::Connection;
 use wayfinder_bench::fleet::{self, SERVICE};
 use wayfinder_bench::latency::Millis;
-use wayfinder_bench::nginx::{Nginx, NginxConfig};
+use wayfinder_bench::nginx::{Nginx, NginxConfig, Site};
 use wayfinder_bench::procfs::{CpuMark, CpuUse, Process};
 use wayfinder_bench::report::{Count, Grid, Rate, Ratio, Table, median, verdict};
 use wayfinder_bench::wrk::{self, Load, WrkReport};
@@ -136,15 +136,15 @@ async fn main() -> anyhow::Result<()> {
         "GET {path} lists {listed} endpoints, not the {} registered",
         args.instances
     );
-    let nginx = Nginx::start(
-        &NginxConfig {
-            binary: args.nginx.clone(),
-            dir: args.work_dir.clone(),
-            workers: args.nginx_workers.clone(),
+    let nginx = Nginx::start(&NginxConfig {
+        binary: args.nginx.clone(),
+        dir: args.work_dir.clone(),
+        workers: args.nginx_workers.clone(),
+        site: Site::StaticFile {
             path: path.clone(),
+            body: body.clone(),
         },
-        &body,
-    )
+    })
     .await?;
     eprintln!(
         "endpoint-throughput: {} bytes of {path} from the agent at {}; nginx serves them at {}",

@@ -4,7 +4,7 @@
 //! Starts `backend-server` (4 fixed-answer backends on loopback ports, one process), registers
 //! them as instances of `web` with the tag `urlprefix-/` and waits until `GET /v1/routes` shows
 //! the route with all 4. Starts HAProxy (see `wayfinder_bench::haproxy`) and nginx as a reverse
-//! proxy (see [`NginxProxy`]) in front of the same backends, round robin and keep-alive on both
+//! proxy (see `wayfinder_bench::nginx`) in front of the same backends, round robin and keep-alive on both
 //! sides, like the gateway. Checks that each proxy answers `GET /` and reaches every backend.
 //! Then runs wrk against each side in turn, `--rounds` times, alternating (gateway, HAProxy,
 //! nginx, direct, gateway, …) so that slow drift in what else the shared machine does lands on
@@ -16,20 +16,20 @@
 
 use anyhow::Context;
 use clap::Parser;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{ChildStdin, Command};
 use tokio::time::{Instant, sleep, timeout};
 use wayfinder_bench::args::{AgentArgs, duration, loopback_addr};
 use wayfinder_bench::client::{Connection, get_json};
 use wayfinder_bench::haproxy::{HAProxy, HAProxyConfig};
 use wayfinder_bench::latency::Millis;
+use wayfinder_bench::nginx::{Nginx, NginxConfig, Site};
+use wayfinder_bench::process_group::ProcessGroup;
 use wayfinder_bench::procfs::{CpuMark, CpuUse, Process};
 use wayfinder_bench::report::{Count, Grid, Rate, Ratio, Table, median, verdict};
 use wayfinder_bench::wrk::{self, Load, WrkReport};
@@ -208,12 +208,14 @@ async fn with_backends(args: &Args, backends: &Backends) -> anyhow::Result<Strin
         PATH,
     )
     .await?;
-    let nginx = match NginxProxy::start(
-        &args.nginx,
-        &args.work_dir.join("nginx"),
-        &args.nginx_workers,
-        &backends.addrs,
-    )
+    let nginx = match Nginx::start(&NginxConfig {
+        binary: args.nginx.clone(),
+        dir: args.work_dir.join("nginx"),
+        workers: args.nginx_workers.clone(),
+        site: Site::Proxy {
+            backends: backends.addrs.clone(),
+        },
+    })
     .await
     {
         Ok(nginx) => nginx,
@@ -382,7 +384,7 @@ async fn compare(args: &Args, backends: &Backends, targets: &[Target]) -> anyhow
         }
     }
     let load_before = load_average();
-    let backend_process = Some(Process::Pid(backends.pid));
+    let backend_process = Some(Process::Pid(backends.process.pid()));
     let mut runs = Vec::new();
     for round in 1..=args.rounds {
         for target in targets {
@@ -677,29 +679,28 @@ fn signed_ms(value: Option<f64>) -> String {
 /// The `backend-server` process: its pid, where its backends listen, and its stdin (it exits
 /// when that closes, so it cannot outlive us even if we are killed).
 struct Backends {
-    child: Child,
-    pid: u32,
+    process: ProcessGroup,
     addrs: Vec<SocketAddr>,
     _stdin: Option<ChildStdin>,
 }
 
 impl Backends {
     async fn start(args: &Args) -> anyhow::Result<Self> {
-        let mut child = Command::new(&args.backend_server)
-            .arg("--count")
-            .arg(args.backends.to_string())
-            .arg("--threads")
-            .arg(args.backend_threads.to_string())
-            .arg("--body-bytes")
-            .arg(args.body_bytes.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot run {}", args.backend_server.display()))?;
-        let pid = child.id().context("backend-server exited at once")?;
+        let mut process = ProcessGroup::spawn(
+            Command::new(&args.backend_server)
+                .arg("--count")
+                .arg(args.backends.to_string())
+                .arg("--threads")
+                .arg(args.backend_threads.to_string())
+                .arg("--body-bytes")
+                .arg(args.body_bytes.to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+            &args.backend_server.display().to_string(),
+        )?;
+        let pid = process.pid();
+        let child = process.child_mut();
         let pid_file = args.work_dir.join("backends.pid");
         std::fs::write(&pid_file, format!("{pid}\n"))
             .with_context(|| format!("cannot write {}", pid_file.display()))?;
@@ -733,229 +734,20 @@ impl Backends {
                 )
             })??;
         Ok(Self {
-            child,
-            pid,
+            process,
             addrs,
             _stdin: stdin,
         })
     }
 
-    async fn stop(mut self) {
-        stop_group(&mut self.child, self.pid).await;
+    async fn stop(self) {
+        self.process.stop().await;
     }
-}
-
-/// SIGTERM to the process group led by `pid`, then SIGKILL after 5 s.
-async fn stop_group(child: &mut Child, pid: u32) {
-    let group = Pid::from_raw(pid as i32);
-    let _ = killpg(group, Signal::SIGTERM);
-    if timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = child.wait().await;
-    }
-}
-
-/// nginx as a reverse proxy to the backends, on a loopback port, configured for the one run.
-///
-/// `wayfinder_bench::nginx` runs nginx as a static file server for the endpoints benchmark;
-/// this is the same process handling (own process group, `daemon off`, a pid file in its
-/// directory for `bench/run`'s cleanup) with a proxy configuration: an upstream of every
-/// backend, round robin (nginx's default), with `keepalive 64` idle connections per worker and
-/// HTTP/1.1 without `Connection: close` to them, and `keepalive_requests` raised on both sides
-/// so no connection is closed during a run.
-struct NginxProxy {
-    child: Child,
-    pid: u32,
-    addr: SocketAddr,
-    error_log: PathBuf,
-}
-
-impl NginxProxy {
-    async fn start(
-        binary: &Path,
-        dir: &Path,
-        workers: &str,
-        backends: &[SocketAddr],
-    ) -> anyhow::Result<Self> {
-        let tmp = dir.join("tmp");
-        std::fs::create_dir_all(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut last_error = None;
-        // Another process may take the port between our probe bind and nginx's.
-        for _ in 0..3 {
-            match Self::try_start(binary, dir, workers, backends).await {
-                Ok(nginx) => return Ok(nginx),
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("nginx did not start")))
-    }
-
-    async fn try_start(
-        binary: &Path,
-        dir: &Path,
-        workers: &str,
-        backends: &[SocketAddr],
-    ) -> anyhow::Result<Self> {
-        let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let conf = dir.join("nginx.conf");
-        let as_root = nix::unistd::geteuid().is_root();
-        std::fs::write(
-            &conf,
-            render_nginx_config(dir, workers, addr, backends, as_root),
-        )
-        .with_context(|| format!("cannot write {}", conf.display()))?;
-        let error_log = dir.join("error.log");
-        let child = Command::new(binary)
-            .arg("-e")
-            .arg(&error_log)
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot run {}", binary.display()))?;
-        let pid = child.id().context("nginx exited at once")?;
-        let mut nginx = NginxProxy {
-            child,
-            pid,
-            addr,
-            error_log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = nginx.child.try_wait()? {
-                anyhow::bail!("nginx exited ({status}): {}", nginx.errors());
-            }
-            if let Ok(mut connection) = Connection::open(addr).await
-                && let Ok(answer) = connection.get(PATH).await
-                && answer.status.is_success()
-            {
-                return Ok(nginx);
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "nginx did not answer within 10 s: {}",
-                nginx.errors()
-            );
-            sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    fn errors(&self) -> String {
-        let log = std::fs::read_to_string(&self.error_log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
-        if lines.is_empty() {
-            "no lines in its error log".to_owned()
-        } else {
-            lines.join(" / ")
-        }
-    }
-
-    async fn stop(mut self) {
-        stop_group(&mut self.child, self.pid).await;
-    }
-}
-
-impl Drop for NginxProxy {
-    fn drop(&mut self) {
-        // On an early return, take the workers down with the master.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
-        }
-    }
-}
-
-fn render_nginx_config(
-    dir: &Path,
-    workers: &str,
-    addr: SocketAddr,
-    backends: &[SocketAddr],
-    as_root: bool,
-) -> String {
-    let dir = dir.display();
-    // As root, the workers would switch to `nobody`, who cannot write in a mktemp -d directory.
-    let user = if as_root { "user root;\n" } else { "" };
-    let servers: String = backends
-        .iter()
-        .map(|b| format!("        server {b};\n"))
-        .collect();
-    format!(
-        "# Written by wayfinder-bench (gateway-throughput) for one benchmark run.
-{user}worker_processes {workers};
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{
-    worker_connections 4096;
-}}
-http {{
-    access_log off;
-    keepalive_timeout 75s;
-    keepalive_requests 100000000;
-    tcp_nodelay on;
-    client_body_temp_path {dir}/tmp/client_body;
-    proxy_temp_path {dir}/tmp/proxy;
-    fastcgi_temp_path {dir}/tmp/fastcgi;
-    uwsgi_temp_path {dir}/tmp/uwsgi;
-    scgi_temp_path {dir}/tmp/scgi;
-    upstream backends {{
-{servers}        keepalive 64;
-        keepalive_requests 100000000;
-        keepalive_timeout 75s;
-    }}
-    server {{
-        listen {addr};
-        location / {{
-            proxy_pass http://backends;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-        }}
-    }}
-}}
-"
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nginx_proxies_to_every_backend_with_keepalive() {
-        let backends: Vec<SocketAddr> = ["127.0.0.1:4001", "127.0.0.1:4002"]
-            .iter()
-            .map(|a| a.parse().expect("addr"))
-            .collect();
-        let addr: SocketAddr = "127.0.0.1:4242".parse().expect("addr");
-        let text = render_nginx_config(Path::new("/tmp/x"), "auto", addr, &backends, false);
-        for line in [
-            "listen 127.0.0.1:4242;",
-            "server 127.0.0.1:4001;",
-            "server 127.0.0.1:4002;",
-            "keepalive 64;",
-            "proxy_http_version 1.1;",
-            "proxy_set_header Connection \"\";",
-            "worker_processes auto;",
-        ] {
-            assert!(text.contains(line), "{line:?} missing from:\n{text}");
-        }
-    }
 
     #[test]
     fn routes_count_passing_instances_of_the_root_route() {

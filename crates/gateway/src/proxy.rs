@@ -118,11 +118,6 @@ impl Proxy {
         }
     }
 
-    /// The routes this proxy serves.
-    pub fn routing(&self) -> &Arc<Routing> {
-        &self.routing
-    }
-
     /// Handles one request from `client` (`tls`: whether it came over TLS).
     pub async fn handle(
         &self,
