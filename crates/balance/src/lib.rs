@@ -2,7 +2,8 @@
 //!
 //! What this crate owns: the strategies (round robin, random, least request, peak EWMA,
 //! weighted, consistent hash), tag splits (`split { tag = "canary" weight = 0.01 }`), slow
-//! start, and the per-endpoint load state they read (requests in flight, RTT estimate). It is
+//! start, the per-endpoint load state they read (requests in flight, RTT estimate), and the
+//! retry budget that bounds how much retrying may add on top of the original requests. It is
 //! shared by the gateway (issue 4) and the Rust client library (issue 5), so both balance the
 //! same way.
 //!
@@ -44,6 +45,7 @@ mod error;
 mod ewma;
 mod hash;
 mod load;
+pub mod retry_budget;
 mod rng;
 pub mod selection;
 mod set;
@@ -56,6 +58,7 @@ pub use endpoint::{Endpoint, EndpointId, Health, Weights};
 pub use error::ConfigError;
 pub use ewma::{DEFAULT_DECAY, DEFAULT_RTT, EwmaConfig};
 pub use load::{EndpointLoad, InFlight};
+pub use retry_budget::{RetryBudget, RetryBudgetConfig};
 pub use rng::RandomSource;
 pub use selection::{Accept, Candidates, Strategy, StrategyKind};
 pub use set::EndpointSet;

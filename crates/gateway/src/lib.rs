@@ -20,7 +20,6 @@ pub mod forwarded;
 pub mod listener;
 pub mod outlier;
 pub mod proxy;
-pub mod retry_budget;
 pub mod route;
 pub mod routing;
 pub mod table;

@@ -15,7 +15,6 @@
 //! conflict in `GET /v1/routes` rather than silently shadowed.
 
 use crate::outlier::{OutlierConfig, OutlierDetector};
-use crate::retry_budget::{RetryBudget, RetryBudgetConfig};
 use crate::route::{RouteSource, RouteSpec};
 use crate::table::RouteTable;
 use crate::tags;
@@ -24,6 +23,7 @@ use http::uri::Authority;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::time::Instant;
+use wayfinder_balance::retry_budget::{RetryBudget, RetryBudgetConfig};
 use wayfinder_balance::{Balancer, Endpoint, EndpointId, EndpointSet, Health, Nanos};
 use wayfinder_catalog::{Catalog, Status};
 
@@ -37,7 +37,7 @@ pub enum RoutingError {
     Outlier(#[from] crate::outlier::OutlierConfigError),
     /// The retry budget settings cannot work.
     #[error("the gateway's retry budget settings cannot work")]
-    RetryBudget(#[from] crate::retry_budget::RetryBudgetConfigError),
+    RetryBudget(#[from] wayfinder_balance::retry_budget::RetryBudgetConfigError),
 }
 
 /// What the gateway is configured with, beyond the catalog.

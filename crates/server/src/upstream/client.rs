@@ -1,29 +1,21 @@
-//! Blocking queries against the upstream, and the rules a well-behaved Consul client follows
-//! between them (reference §3): the index it sends next, how long it pauses, how it backs off.
-//!
-//! The rules are plain values ([`IndexCursor`], [`Backoff`], [`unchanged_pause`]) so they are
-//! unit-tested without a network; [`UpstreamClient`] only does the HTTP.
+//! Blocking queries against the upstream. The rules a well-behaved Consul client follows
+//! between them (the index it sends next, how long it pauses, how it backs off) are
+//! [`wayfinder_client::blocking`]'s, shared with the Rust client library; this module only does
+//! the HTTP.
 
-use super::model::{self, HealthEntry};
 use bytes::Bytes;
 use reqwest::{Client, StatusCode, Url};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
+use wayfinder_client::blocking::request_timeout;
+use wayfinder_client::model::{self, HealthEntry};
 
-/// How long each blocking query asks the upstream to hold the answer (Consul's default).
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(5 * 60);
-/// Added to `wait + wait/16` (the upstream's own jitter) for the request timeout, so a slow but
-/// healthy answer is not cut off.
-pub const TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 /// Longest a TCP (and TLS) connect to the upstream may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Least time between two queries of one loop whose index did not move, so an upstream that
-/// answers at once without blocking is asked at most once a second.
-pub const MIN_UNCHANGED_INTERVAL: Duration = Duration::from_secs(1);
 /// First back-off delay after a failed query; doubled per consecutive failure.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
-/// Longest back-off delay between retries.
+/// Longest back-off delay between retries: the upstream is a shared server with many clients.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Most bytes of an error body quoted in a log line.
 const ERROR_BODY_QUOTE: usize = 256;
@@ -123,7 +115,10 @@ impl UpstreamClient {
         }
         let base = parsed.as_str().trim_end_matches('/').to_owned();
         let http = Client::builder()
-            .tls_backend_preconfigured(tls_config()?)
+            .tls_backend_preconfigured(
+                wayfinder_client::tls::platform_config()
+                    .map_err(|e| UpstreamError::Client(e.to_string()))?,
+            )
             // The upstream is an internal service; an HTTP(S)_PROXY meant for the outside
             // world must not capture it.
             .no_proxy()
@@ -215,25 +210,6 @@ impl UpstreamClient {
     }
 }
 
-/// The request timeout for a blocking query of `wait`: the upstream may hold it for
-/// `wait + wait/16` (its jitter), plus [`TIMEOUT_MARGIN`] for the answer to travel.
-pub fn request_timeout(wait: Duration) -> Duration {
-    wait + wait / 16 + TIMEOUT_MARGIN
-}
-
-/// TLS for an `https://` upstream: the platform's roots on ring, set explicitly (the workspace
-/// builds reqwest without a default crypto provider).
-fn tls_config() -> Result<rustls::ClientConfig, UpstreamError> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| UpstreamError::Client(e.to_string()))?
-        .with_platform_verifier()
-        .map_err(|e| UpstreamError::Client(e.to_string()))?
-        .with_no_client_auth())
-}
-
 /// A reqwest error with its causes (reqwest's own text is often just "error sending request").
 fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
@@ -257,159 +233,10 @@ fn quote(body: &str) -> String {
     format!("{}…", &body[..end])
 }
 
-/// What an answer's index says about the data (reference §3, client rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
-    /// The index moved forward: the data may have changed.
-    Changed,
-    /// Same index: nothing changed (the wait ran out).
-    Unchanged,
-    /// The index went backwards (the upstream's state was reset or a different server
-    /// answered): the data is current, and the next query starts over at index 0.
-    WentBackwards,
-}
-
-/// The index a loop sends next, following Consul's client rules: an answered index below 1
-/// counts as 1, and an index that goes backwards resets the loop to 0.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IndexCursor {
-    index: u64,
-}
-
-impl IndexCursor {
-    /// The `index` to send: 0 (answer at once) before the first answer and after a reset.
-    pub fn request_index(&self) -> u64 {
-        self.index
-    }
-
-    /// Takes in an answer's `X-Consul-Index`.
-    pub fn advance(&mut self, answered: u64) -> Progress {
-        let answered = answered.max(1);
-        if answered < self.index {
-            self.index = 0;
-            Progress::WentBackwards
-        } else if answered == self.index {
-            Progress::Unchanged
-        } else {
-            self.index = answered;
-            Progress::Changed
-        }
-    }
-}
-
-/// How long a loop pauses after an answer whose index did not move, given how long that query
-/// took: whatever is left of [`MIN_UNCHANGED_INTERVAL`]. A query that blocked for its whole
-/// wait goes again at once; one answered instantly waits.
-pub fn unchanged_pause(elapsed: Duration) -> Duration {
-    MIN_UNCHANGED_INTERVAL.saturating_sub(elapsed)
-}
-
-/// Exponential back-off with jitter for consecutive failures, capped at [`BACKOFF_MAX`].
-#[derive(Debug, Clone, Default)]
-pub struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    /// The delay before the next retry; each call counts one more failure.
-    pub fn next_delay(&mut self) -> Duration {
-        self.failures = self.failures.saturating_add(1);
-        backoff_delay(self.failures, fastrand::f64())
-    }
-
-    /// Forgets the failures after a success.
-    pub fn reset(&mut self) {
-        self.failures = 0;
-    }
-}
-
-/// The delay after `failures` consecutive failures: `BACKOFF_BASE * 2^(failures-1)`, capped at
-/// [`BACKOFF_MAX`], then scaled into its upper half by `jitter` in [0, 1) so that loops which
-/// failed together do not retry together.
-pub fn backoff_delay(failures: u32, jitter: f64) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
-    let full = BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_MAX);
-    full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_first_query_does_not_block_and_any_answer_is_a_change() {
-        let mut cursor = IndexCursor::default();
-        assert_eq!(cursor.request_index(), 0);
-        assert_eq!(cursor.advance(57), Progress::Changed);
-        assert_eq!(cursor.request_index(), 57);
-    }
-
-    #[test]
-    fn an_index_below_one_counts_as_one() {
-        let mut cursor = IndexCursor::default();
-        assert_eq!(cursor.advance(0), Progress::Changed);
-        assert_eq!(
-            cursor.request_index(),
-            1,
-            "never send index=0 after an answer"
-        );
-        assert_eq!(cursor.advance(0), Progress::Unchanged);
-    }
-
-    #[test]
-    fn the_same_index_is_no_change() {
-        let mut cursor = IndexCursor::default();
-        cursor.advance(10);
-        assert_eq!(cursor.advance(10), Progress::Unchanged);
-        assert_eq!(cursor.request_index(), 10);
-    }
-
-    #[test]
-    fn an_index_that_goes_backwards_resets_to_zero() {
-        let mut cursor = IndexCursor::default();
-        cursor.advance(100);
-        assert_eq!(cursor.advance(7), Progress::WentBackwards);
-        assert_eq!(cursor.request_index(), 0, "next query answers at once");
-        assert_eq!(cursor.advance(7), Progress::Changed);
-        assert_eq!(cursor.request_index(), 7);
-    }
-
-    #[test]
-    fn unchanged_answers_are_rate_limited_but_long_blocks_are_not() {
-        assert_eq!(unchanged_pause(Duration::ZERO), MIN_UNCHANGED_INTERVAL);
-        assert_eq!(
-            unchanged_pause(Duration::from_millis(300)),
-            MIN_UNCHANGED_INTERVAL - Duration::from_millis(300)
-        );
-        assert_eq!(unchanged_pause(Duration::from_secs(300)), Duration::ZERO);
-    }
-
-    #[test]
-    fn back_off_doubles_with_jitter_up_to_the_cap() {
-        assert_eq!(backoff_delay(1, 1.0), BACKOFF_BASE);
-        assert_eq!(backoff_delay(1, 0.0), BACKOFF_BASE / 2);
-        assert_eq!(backoff_delay(3, 1.0), BACKOFF_BASE * 4);
-        for failures in [7, 8, 50, u32::MAX] {
-            assert_eq!(backoff_delay(failures, 1.0), BACKOFF_MAX);
-            assert_eq!(backoff_delay(failures, 0.0), BACKOFF_MAX / 2);
-        }
-        let mut backoff = Backoff::default();
-        let first = backoff.next_delay();
-        assert!(first <= BACKOFF_BASE && first >= BACKOFF_BASE / 2);
-        for _ in 0..20 {
-            assert!(backoff.next_delay() <= BACKOFF_MAX);
-        }
-        backoff.reset();
-        assert!(backoff.next_delay() <= BACKOFF_BASE);
-    }
-
-    #[test]
-    fn the_timeout_outlasts_the_upstreams_jittered_wait() {
-        assert_eq!(
-            request_timeout(DEFAULT_WAIT),
-            Duration::from_millis(300_000 + 18_750) + TIMEOUT_MARGIN
-        );
-    }
+    use wayfinder_client::blocking::DEFAULT_WAIT;
 
     #[test]
     fn only_http_urls_with_a_host_are_accepted() {

@@ -24,15 +24,14 @@
 //! and retried the same way; an entry that cannot be mirrored is logged once and left out.
 
 pub mod client;
-pub mod model;
 pub mod reconcile;
 
-pub use client::{DEFAULT_WAIT, UpstreamClient, UpstreamError};
+pub use client::{UpstreamClient, UpstreamError};
+pub use wayfinder_client::blocking::DEFAULT_WAIT;
 
 use crate::snapshots::Snapshots;
 use crate::write_path::{WriteError, Writer};
-use client::{Answer, Backoff, FetchError, IndexCursor, Progress, unchanged_pause};
-use model::HealthEntry;
+use client::{Answer, BACKOFF_BASE, BACKOFF_MAX, FetchError};
 use reconcile::{UpstreamView, plan};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -45,6 +44,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use wayfinder_catalog::{CatalogError, Command, ServiceName};
+use wayfinder_client::blocking::{Backoff, IndexCursor, Progress, unchanged_pause};
+use wayfinder_client::model::HealthEntry;
 
 /// Answers from the loops that may wait for the mirror task.
 const UPDATE_QUEUE: usize = 1024;
@@ -453,7 +454,7 @@ async fn follow<T, F, Fut>(
     Fut: Future<Output = Result<Answer<T>, FetchError>>,
 {
     let mut cursor = IndexCursor::default();
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
     loop {
         let started = Instant::now();
         let result = tokio::select! {

@@ -28,13 +28,13 @@
 //! catalog refuses, a check without an ID) is left out and reported in [`Plan::skipped`]; it
 //! never blocks the rest of its service.
 
-use super::model::{CheckEntry, HealthEntry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use wayfinder_catalog::{
     Catalog, CheckDefinition, CheckId, CheckKind, CheckPolicy, Command, Instance, InstanceId,
     Registration, ServiceName, Source, Status, Weights, limits, truncate_output,
 };
+use wayfinder_client::model::{CheckEntry, HealthEntry};
 
 /// The check `Type` shown when the upstream sends none (Consul's `serfHealth` has `""`).
 pub const UNTYPED_CHECK: &str = "mirrored";
@@ -489,8 +489,8 @@ fn diff(
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::{NodeEntry, ServiceEntry, WeightsEntry};
     use super::*;
+    use wayfinder_client::model::{NodeEntry, ServiceEntry, WeightsEntry};
 
     // --- building upstream answers ---------------------------------------------------------
 

@@ -22,13 +22,14 @@
 //!
 //! What it deliberately does not own: whether a request may be retried at all (idempotency,
 //! which statuses and errors are retryable) and where the retry goes (the balancer, skipping
-//! instances already tried). The proxy decides those and asks the route's budget last.
+//! instances already tried). The caller (the gateway's proxy, the client library's `call`)
+//! decides those and asks its budget last.
 //!
 //! Concurrency: a `std::sync::Mutex` around ten slots, held to sum them (no `.await` inside).
 
+use crate::time::Nanos;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use wayfinder_balance::Nanos;
 
 /// Share of a retry each original request earns: 0.2 (retries add at most 20 % load), the
 /// default of Finagle, linkerd and tower.

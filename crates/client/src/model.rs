@@ -1,11 +1,12 @@
-//! The upstream's answers as serde types: only the fields the mirror reads.
+//! Consul's answers as serde types: only the fields a client reads. Shared by this crate's
+//! [`crate::Discovery`] and the agent's `--upstream-consul` mirror.
 //!
 //! Real Consul sends far more than this (`Proxy`, `Connect`, `Definition`, `Namespace`, raft
 //! indexes, ...), omits fields it considers empty, and sends `null` for empty lists and maps.
 //! So every type here ignores unknown fields, and every field is optional with `null` read as
 //! its default. A field of the wrong type (a string `Port`) makes only its own entry unusable:
 //! [`decode_health`] decodes entries one by one and hands back the broken ones as errors, so one
-//! odd instance never stops a whole service from being mirrored.
+//! odd instance never stops a whole service from being read.
 
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny};
@@ -23,10 +24,10 @@ where
 /// One element of `GET /v1/health/service/{name}` (reference §6.5).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct HealthEntry {
-    /// The node the instance runs on; `None` when the upstream sent none.
+    /// The node the instance runs on; `None` when the server sent none.
     #[serde(rename = "Node", default)]
     pub node: Option<NodeEntry>,
-    /// The instance; an entry without one cannot be mirrored.
+    /// The instance; an entry without one is unusable.
     #[serde(rename = "Service", default)]
     pub service: Option<ServiceEntry>,
     /// Node-level checks (empty `ServiceID`) and the instance's own checks.
@@ -37,7 +38,7 @@ pub struct HealthEntry {
 /// The `Node` object of a health entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct NodeEntry {
-    /// Node name, unique in the upstream datacenter.
+    /// Node name, unique in its datacenter.
     #[serde(rename = "Node", default, deserialize_with = "nullable")]
     pub node: String,
     /// The node's address, used when the instance has none of its own.
@@ -54,7 +55,7 @@ pub struct ServiceEntry {
     /// Service name.
     #[serde(rename = "Service", default, deserialize_with = "nullable")]
     pub service: String,
-    /// Tags, in the upstream's order.
+    /// Tags, in the server's order.
     #[serde(rename = "Tags", default, deserialize_with = "nullable")]
     pub tags: Vec<String>,
     /// The instance's own address; empty means "the node's".
