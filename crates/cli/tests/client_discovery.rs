@@ -200,8 +200,9 @@ fn the_last_good_set_outlives_an_agent_outage_and_says_how_stale_it_is() {
         .expect("a kept endpoint");
     assert!(answered.starts_with("w-"));
 
-    // A fresh agent (new data dir: its index starts lower than the client's) with a changed
-    // fleet: the client resets its index, reads the new state and is fresh again.
+    // A fresh agent (new data dir) with a changed fleet: the client's first query after the
+    // outage does not block (its index is reset on failure, whether the new agent's index is
+    // higher or lower), so it reads the new state at once and is fresh again.
     let fresh = Agent::start(&[]);
     fresh.register(&worker("w-3", 9003, &[]));
     relay.set_target(Some(fresh.addr));

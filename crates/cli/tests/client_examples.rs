@@ -138,7 +138,11 @@ fn the_consumer_keeps_succeeding_while_a_worker_is_killed() {
     // worker-2 dies without deregistering; the catalog lists it until its check fails.
     workers[1].signal(Signal::SIGKILL);
     let status = consumer.wait(Duration::from_secs(60), "the consumer finishing 60 calls");
-    output.extend(consumer.lines.try_iter());
+    // The reader thread ends (and drops its sender) at EOF: drain until then, so the last
+    // lines are not lost to a race with the exit.
+    while let Ok(line) = consumer.lines.recv_timeout(START_TIMEOUT) {
+        output.push(line);
+    }
     let text = output.join("\n");
     assert!(status.success(), "the consumer failed:\n{text}");
     assert!(!text.contains("FAILED"), "{text}");

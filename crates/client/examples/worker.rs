@@ -70,7 +70,8 @@ async fn main() -> anyhow::Result<()> {
                 () = registered.terminated() => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
-            // Deregistered before the listener closes: clients stop being sent here first.
+            // Deregistered before the listener closes, so new clients stop being sent here;
+            // clients that learn of it a round trip later retry elsewhere (`call`).
             if let Err(error) = registered.deregister().await {
                 eprintln!("worker: could not deregister: {error}");
             }

@@ -33,7 +33,7 @@ impl Service {
             let snapshot = Arc::clone(&changes.borrow_and_update());
             let picked = {
                 let accept = |_: usize, e: &wayfinder_balance::Endpoint| {
-                    !tried.iter().any(|t| t == e.id.as_str())
+                    !tried.iter().any(|t| t.as_str() == e.id.as_str())
                 };
                 self.pick_from(&snapshot, None, Some(&accept))
             };
@@ -73,7 +73,7 @@ impl Service {
                 Ok(Err(error)) => {
                     drop(picked);
                     tracing::debug!(service = %self.name(), endpoint = %endpoint, attempts, "attempt failed");
-                    tried.push(endpoint.id.clone());
+                    tried.push(endpoint.key());
                     if attempts >= policy.max_attempts {
                         return Err(CallError::Failed {
                             attempts,
@@ -109,6 +109,7 @@ mod tests {
     fn endpoint(id: &str, port: u16) -> Endpoint {
         Endpoint {
             id: id.to_owned(),
+            node: String::new(),
             address: "127.0.0.1".to_owned(),
             port,
             tags: Vec::new(),

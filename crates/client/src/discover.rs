@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use tower::discover::Change;
 
 impl Service {
-    /// The endpoint set as a stream of tower discovery changes, keyed by instance ID: an
+    /// The endpoint set as a stream of tower discovery changes, keyed by [`Endpoint::key`]: an
     /// `Insert` for every endpoint at first and for each one that joins or changes (its
     /// address, weights, health or tags), a `Remove` for each one that leaves. `make` builds
     /// the tower service for an endpoint (a client bound to its address, usually wrapped in a
@@ -23,6 +23,8 @@ impl Service {
     ///
     /// The stream keeps the background query alive while it exists, and never fails: when the
     /// agent cannot be reached the set simply stops changing (see [`Service::freshness`]).
+    /// tower's p2c balancer weighs endpoints by load only: instance weights and warning status
+    /// do not change its share (use [`Service::pick`] with the `weighted` strategy for that).
     pub fn discover<S, F>(&self, make: F) -> EndpointChanges<S, F>
     where
         F: FnMut(&Arc<Endpoint>) -> S,
@@ -36,9 +38,13 @@ impl Service {
             Some((next, receiver))
         });
         EndpointChanges {
+            // Fused: tower's balancer polls discovery again after it ended, and an ended
+            // `unfold` must not be polled.
             sets: futures::stream::once(async move { first })
                 .chain(later)
+                .fuse()
                 .boxed(),
+            _service: self.clone(),
             known: HashMap::new(),
             pending: VecDeque::new(),
             make,
@@ -50,6 +56,8 @@ impl Service {
 /// as key and `S` as service.
 pub struct EndpointChanges<S, F> {
     sets: BoxStream<'static, Arc<Endpoints>>,
+    /// Keeps the set alive (and a [`Service::fixed`] one from ending) while the stream is.
+    _service: Service,
     known: HashMap<String, Arc<Endpoint>>,
     pending: VecDeque<Change<String, S>>,
     make: F,
@@ -71,19 +79,19 @@ where
     /// Queues the changes from the known endpoints to `set`.
     fn diff(&mut self, set: &Endpoints) {
         let mut gone: Vec<String> = self.known.keys().cloned().collect();
-        gone.retain(|id| set.by_id(id).is_none());
+        gone.retain(|key| set.by_key(key).is_none());
         for id in gone {
             self.known.remove(&id);
             self.pending.push_back(Change::Remove(id));
         }
         for endpoint in set.iter() {
-            if self.known.get(&endpoint.id) == Some(endpoint) {
+            let key = endpoint.key();
+            if self.known.get(&key) == Some(endpoint) {
                 continue;
             }
-            self.known.insert(endpoint.id.clone(), Arc::clone(endpoint));
+            self.known.insert(key.clone(), Arc::clone(endpoint));
             let service = (self.make)(endpoint);
-            self.pending
-                .push_back(Change::Insert(endpoint.id.clone(), service));
+            self.pending.push_back(Change::Insert(key, service));
         }
     }
 }
@@ -105,6 +113,57 @@ where
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::endpoint::Endpoint;
+    use crate::options::ServiceOptions;
+    use crate::service::Service;
+    use futures::{FutureExt, StreamExt};
+    use std::collections::BTreeMap;
+    use tower::discover::Change;
+    use wayfinder_balance::{Health, Weights};
+
+    fn endpoint(node: &str, id: &str) -> Endpoint {
+        Endpoint {
+            id: id.to_owned(),
+            node: node.to_owned(),
+            address: "127.0.0.1".to_owned(),
+            port: 80,
+            tags: Vec::new(),
+            meta: BTreeMap::new(),
+            weights: Weights::default(),
+            health: Health::Passing,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fixed_set_inserts_each_endpoint_once_and_never_ends() {
+        // Same instance ID on two nodes, as Consul allows: two endpoints.
+        let endpoints = [
+            endpoint("n1", "web"),
+            endpoint("n2", "web"),
+            endpoint("n1", "api"),
+        ];
+        let mut changes = Service::fixed("web", endpoints, ServiceOptions::new())
+            .expect("service")
+            .discover(|e| e.port);
+        let mut keys = Vec::new();
+        for _ in 0..3 {
+            match changes.next().await {
+                Some(Ok(Change::Insert(key, 80))) => keys.push(key),
+                other => panic!("{other:?}"),
+            }
+        }
+        keys.sort();
+        assert_eq!(keys, ["n1/api", "n1/web", "n2/web"]);
+        // The handle that made it is gone, but the stream keeps the set: pending, not ended
+        // (tower polls discovery again after an end, which must not panic either way).
+        for _ in 0..3 {
+            assert!(changes.next().now_or_never().is_none());
         }
     }
 }

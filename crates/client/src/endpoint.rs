@@ -16,8 +16,10 @@ use wayfinder_balance::{Health, Weights};
 /// weight above 0 (critical instances never reach the client's set).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// The instance ID (unique per agent), which keys its load history across updates.
+    /// The instance ID: unique per agent (per node), not across a Consul datacenter.
     pub id: String,
+    /// The node the instance runs on, as the agent reports it (empty when it reports none).
+    pub node: String,
     /// Where it listens: the instance's address, or its node's when it registered none.
     pub address: String,
     /// Its port.
@@ -33,6 +35,17 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The endpoint's identity across updates: `node/id`, because Consul only makes instance
+    /// IDs unique per node (three nodes may each run an instance `web`). Load history, retries'
+    /// "already tried" and tower's discovery keys all use it.
+    pub fn key(&self) -> String {
+        if self.node.is_empty() {
+            self.id.clone()
+        } else {
+            format!("{}/{}", self.node, self.id)
+        }
+    }
+
     /// `address:port`, with an IPv6 address in brackets: what goes into a URL or a connect call.
     pub fn authority(&self) -> String {
         match self.address.parse::<IpAddr>() {
@@ -59,7 +72,7 @@ impl Endpoint {
 
     /// The endpoint as the balancer sees it.
     pub(crate) fn to_balance(&self) -> wayfinder_balance::Endpoint {
-        wayfinder_balance::Endpoint::new(self.id.as_str())
+        wayfinder_balance::Endpoint::new(self.key())
             .with_weights(self.weights.passing, self.weights.warning)
             .with_health(self.health)
             .with_tags(self.tags.iter().cloned())
@@ -103,8 +116,9 @@ pub(crate) fn from_health_entry(entry: HealthEntry, warnings: WarningPolicy) -> 
         Health::Passing if weights.passing == 0 => return None,
         _ => {}
     }
+    let (node, node_address) = entry.node.map(|n| (n.node, n.address)).unwrap_or_default();
     let address = if service.address.is_empty() {
-        entry.node.map(|n| n.address).unwrap_or_default()
+        node_address
     } else {
         service.address
     };
@@ -113,6 +127,7 @@ pub(crate) fn from_health_entry(entry: HealthEntry, warnings: WarningPolicy) -> 
     }
     Some(Endpoint {
         id: service.id,
+        node,
         address,
         port: service.port,
         tags: service.tags,
@@ -169,6 +184,7 @@ mod tests {
         .expect("passing");
         assert_eq!(passing.health, Health::Passing);
         assert_eq!(passing.authority(), "10.0.0.2:8080");
+        assert_eq!(passing.key(), "n1/web-1", "IDs are unique per node only");
         assert_eq!(
             passing.weights,
             Weights {

@@ -19,7 +19,7 @@ pub struct Endpoints {
 impl Endpoints {
     /// The snapshot after `self` with `list` at `index`. Endpoints whose ID was already in
     /// `self` keep their load state; a repeated ID keeps its first occurrence, so positions in
-    /// the list and in the balancer's set agree.
+    /// the list and in the balancer's set agree. Endpoints are keyed by [`Endpoint::key`].
     pub(crate) fn next(
         &self,
         list: Vec<Endpoint>,
@@ -29,7 +29,7 @@ impl Endpoints {
         let mut seen = std::collections::HashSet::new();
         let list: Box<[Arc<Endpoint>]> = list
             .into_iter()
-            .filter(|e| seen.insert(e.id.clone()))
+            .filter(|e| seen.insert(e.key()))
             .map(Arc::new)
             .collect();
         let set = self.set.update(list.iter().map(|e| {
@@ -57,9 +57,15 @@ impl Endpoints {
         self.list.get(position)
     }
 
-    /// The endpoint with instance ID `id`.
+    /// The first endpoint with instance ID `id` (IDs repeat across Consul nodes; see
+    /// [`Endpoints::by_key`]).
     pub fn by_id(&self, id: &str) -> Option<&Arc<Endpoint>> {
-        self.set.position(id).and_then(|i| self.list.get(i))
+        self.list.iter().find(|e| e.id == id)
+    }
+
+    /// The endpoint with [`Endpoint::key`] `key`.
+    pub fn by_key(&self, key: &str) -> Option<&Arc<Endpoint>> {
+        self.set.position(key).and_then(|i| self.list.get(i))
     }
 
     /// How many endpoints there are.
@@ -72,7 +78,8 @@ impl Endpoints {
         self.list.is_empty()
     }
 
-    /// The agent's `X-Consul-Index` for this answer; 0 before the first answer.
+    /// The agent's `X-Consul-Index` of the answer that produced this set; 0 before the first
+    /// answer. A later answer that leaves the set unchanged does not make a new snapshot.
     pub fn index(&self) -> u64 {
         self.index
     }

@@ -76,8 +76,8 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Whether the agent could not be reached at all (as opposed to answering with an error):
-    /// worth retrying later, and the sign that a kept endpoint set is going stale.
+    /// Whether the agent is unreachable or failing (no answer, or a 5xx), as opposed to
+    /// refusing a request: worth retrying later, and the sign that a kept set is going stale.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, ClientError::Unreachable { .. })
             || matches!(self, ClientError::Status { status, .. } if *status >= 500)

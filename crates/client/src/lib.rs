@@ -11,7 +11,7 @@
 //! - [`Service::pick`] balances with any strategy of [`wayfinder_balance`] (the gateway's own);
 //!   [`Service::call`] runs a request on a picked endpoint and retries on another one, bounded
 //!   by a deadline, an attempt limit and a retry budget ([`CallPolicy`]).
-//! - With the `tower` feature, [`Service::discover`] is a `tower::discover::Discover`, so the
+//! - With the `tower` feature, `Service::discover` is a `tower::discover::Discover`, so the
 //!   set plugs into tower's balancers.
 //! - [`Registration`] registers the process itself with an HTTP or TTL check, heartbeats the
 //!   TTL, re-registers when the agent lost it, and deregisters on drop or SIGTERM.
@@ -33,6 +33,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let endpoint = |id: &str, port| Endpoint {
 //!     id: id.to_owned(),
+//!     node: String::new(),
 //!     address: "127.0.0.1".to_owned(),
 //!     port,
 //!     tags: vec![],

@@ -15,8 +15,8 @@ use wayfinder_balance::{Accept, Balancer, InFlight, Pick, RetryBudget};
 /// among them.
 ///
 /// Cheap to clone; clones share the set, the balancer's state (a round-robin cursor, in-flight
-/// counts, RTT estimates) and the retry budget. The background query stops when the last clone
-/// is dropped. Made by [`crate::Discovery::service`], or [`Service::fixed`] for a set that
+/// counts, RTT estimates) and the retry budget. The background query stops when the last clone,
+/// [`Service::subscribe`] receiver and [`Service::discover`] stream are dropped. Made by [`crate::Discovery::service`], or [`Service::fixed`] for a set that
 /// never changes.
 #[derive(Clone, Debug)]
 pub struct Service {

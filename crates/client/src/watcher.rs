@@ -25,6 +25,9 @@ use tokio::time::{Instant, sleep};
 pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Longest back-off delay: a restarted agent is noticed within this long.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Least time between the starts of two queries whose answers left the set unchanged, so a
+/// service whose index moves many times a second (check outputs) is not re-read each time.
+pub const MIN_QUERY_GAP: Duration = Duration::from_millis(200);
 
 /// What one watch loop needs.
 pub(crate) struct Watch {
@@ -43,7 +46,8 @@ impl Watch {
     pub async fn run(self) {
         let mut cursor = IndexCursor::default();
         let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
-        // When each endpoint joined the set, for slow start; kept across updates by ID.
+        // When each endpoint joined the set, for slow start, by key: `None` for the members of
+        // the first answer (they were serving already and are not ramped).
         let mut healthy_since = HashMap::new();
         loop {
             let started = Instant::now();
@@ -58,12 +62,20 @@ impl Watch {
                     match cursor.advance(index) {
                         Progress::Unchanged => unchanged_pause(started.elapsed()),
                         Progress::Changed | Progress::WentBackwards => {
-                            self.publish(list, index, &mut healthy_since);
-                            Duration::ZERO
+                            if self.publish(list, index, &mut healthy_since) {
+                                Duration::ZERO
+                            } else {
+                                // The index moved for something this client does not see (a
+                                // check's output): do not re-read the list at that rate.
+                                MIN_QUERY_GAP.saturating_sub(started.elapsed())
+                            }
                         }
                     }
                 }
                 Err(error) => {
+                    // The agent may come back with a lower index (a new store); an old index
+                    // would then park the next query until its wait ends. Ask at once instead.
+                    cursor = IndexCursor::default();
                     let loaded = self.sender.borrow().is_loaded();
                     let delay = backoff.next_delay();
                     if backoff.failures() == 1 {
@@ -128,32 +140,38 @@ impl Watch {
 
     /// Publishes `list` at `index`, unless it is the same list as before (an index can move
     /// for a change that does not touch what this client sees, e.g. a check's output).
+    /// Returns whether it published.
     fn publish(
         &self,
         list: Vec<Endpoint>,
         index: u64,
-        healthy_since: &mut HashMap<String, wayfinder_balance::Nanos>,
-    ) {
+        healthy_since: &mut HashMap<String, Option<wayfinder_balance::Nanos>>,
+    ) -> bool {
         let now = self.clock.now();
         let first = !self.sender.borrow().is_loaded();
-        healthy_since.retain(|id, _| list.iter().any(|e| &e.id == id));
-        for endpoint in &list {
-            // Endpoints present at the first answer are not ramped: they were serving already.
-            if !first {
-                healthy_since.entry(endpoint.id.clone()).or_insert(now);
-            }
+        let keys: Vec<String> = list.iter().map(Endpoint::key).collect();
+        healthy_since.retain(|key, _| keys.contains(key));
+        for key in keys {
+            healthy_since
+                .entry(key)
+                .or_insert_with(|| (!first).then_some(now));
         }
-        self.sender.send_if_modified(|current| {
+        let published = self.sender.send_if_modified(|current| {
             let same = current.is_loaded()
                 && current.len() == list.len()
                 && current.iter().zip(&list).all(|(a, b)| **a == *b);
             if same {
                 return false;
             }
-            *current = Arc::new(current.next(list, index, |e| healthy_since.get(&e.id).copied()));
+            *current = Arc::new(current.next(list, index, |e| {
+                healthy_since.get(&e.key()).copied().flatten()
+            }));
             true
         });
-        tracing::debug!(service = %self.service, index, "endpoint set updated");
+        if published {
+            tracing::debug!(service = %self.service, index, "endpoint set updated");
+        }
+        published
     }
 
     fn set_freshness(&self, next: impl FnOnce(&Freshness) -> Freshness) {
