@@ -34,7 +34,7 @@ pub fn print(config: &AgentConfig, agent: &Agent) {
            data dir:      {storage}\n  \
            config dir:    {config_dir}\n  \
            script checks: {scripts}\n  \
-           HTTP API:      http://{addr}{extras}{gateway}",
+           HTTP API:      http://{addr}{extras}{gateway}{dns}",
         version = env!("CARGO_PKG_VERSION"),
         node = config.node_name,
         dc = config.datacenter,
@@ -43,6 +43,10 @@ pub fn print(config: &AgentConfig, agent: &Agent) {
         gateway = agent
             .gateway_addr()
             .map(|addr| format!("\n  gateway:       http://{addr}"))
+            .unwrap_or_default(),
+        dns = agent
+            .dns_addr()
+            .map(|addr| format!("\n  DNS:           {addr} (UDP and TCP)"))
             .unwrap_or_default(),
     );
     let _ = out.flush();

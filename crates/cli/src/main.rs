@@ -16,6 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use wayfinder_server::config::{
     DEFAULT_DATA_DIR, DEFAULT_DATACENTER, DEFAULT_HTTP_ADDR, default_node_name,
 };
+use wayfinder_server::dns::DnsConfig;
 use wayfinder_server::gateway::{GatewayConfig, OutlierConfig, ProxyConfig, RoutingConfig};
 use wayfinder_server::{Agent, AgentConfig, DataDir};
 
@@ -109,6 +110,38 @@ struct AgentArgs {
     /// Largest share of a service's instances ejected at once, in percent.
     #[arg(long, value_name = "PERCENT", default_value_t = 50)]
     gateway_max_ejected_percent: u8,
+    /// Answer DNS (UDP and TCP) on this address, e.g. 127.0.0.1:8600 (Consul's port; 0 picks
+    /// a free port): `<service>.service.<domain>` A/AAAA and SRV, healthy instances only.
+    #[arg(long, value_name = "ADDR")]
+    dns_addr: Option<SocketAddr>,
+    /// The domain DNS answers for; other names are refused.
+    #[arg(
+        long,
+        value_name = "DOMAIN",
+        default_value = "consul",
+        requires = "dns_addr"
+    )]
+    dns_domain: String,
+    /// TTL of DNS answers, in seconds (0: resolvers do not cache, a failed instance is gone at
+    /// once).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        requires = "dns_addr"
+    )]
+    dns_ttl: u32,
+    /// How long resolvers may cache "no such name", in seconds (the SOA's negative TTL).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        requires = "dns_addr"
+    )]
+    dns_negative_ttl: u32,
+    /// Leave instances with a warning check out of DNS answers.
+    #[arg(long, requires = "dns_addr")]
+    dns_only_passing: bool,
 }
 
 /// A duration as Consul writes them (`500ms`, `1s`, `1m30s`).
@@ -192,6 +225,13 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
                 idle_timeout: args.gateway_idle_timeout,
                 max_retries: args.gateway_max_retries,
             },
+        },
+        dns: DnsConfig {
+            addr: args.dns_addr,
+            domain: args.dns_domain,
+            ttl: args.dns_ttl,
+            negative_ttl: args.dns_negative_ttl,
+            only_passing: args.dns_only_passing,
         },
     };
     let agent = Agent::start(config.clone())

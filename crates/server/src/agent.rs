@@ -61,6 +61,9 @@ pub enum AgentError {
     /// The HTTP server failed while running.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    /// The DNS interface could not start.
+    #[error(transparent)]
+    Dns(#[from] crate::dns::DnsError),
     /// The gateway could not start.
     #[error(transparent)]
     Gateway(#[from] crate::gateway::GatewayError),
@@ -220,6 +223,7 @@ pub struct Agent {
     cache: RunningCache,
     mirror: Option<Mirror>,
     gateway: Option<Gateway>,
+    dns: Option<crate::dns::Dns>,
     _temporary: Option<tempfile::TempDir>,
 }
 
@@ -340,6 +344,13 @@ impl Agent {
             http_addr.ip().to_string(),
             config.datacenter.clone(),
         );
+        let dns = match config.dns.addr {
+            Some(addr) => Some(
+                crate::dns::Dns::bind(addr, &config.dns, node.clone(), Arc::clone(&snapshots))
+                    .await?,
+            ),
+            None => None,
+        };
         let state = Arc::new(ApiState {
             snapshots,
             writer,
@@ -378,6 +389,7 @@ impl Agent {
             cache,
             mirror,
             gateway,
+            dns,
             _temporary: temporary,
         })
     }
@@ -385,6 +397,11 @@ impl Agent {
     /// The address the gateway is bound to, when it is on.
     pub fn gateway_addr(&self) -> Option<SocketAddr> {
         self.gateway.as_ref().map(Gateway::addr)
+    }
+
+    /// The address the DNS interface is bound to (UDP and TCP), when it is on.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns.as_ref().map(crate::dns::Dns::addr)
     }
 
     /// The address the HTTP API is bound to (useful with port 0).
@@ -417,6 +434,7 @@ impl Agent {
             cache,
             mirror,
             gateway,
+            dns,
             _temporary,
             ..
         } = self;
@@ -428,6 +446,7 @@ impl Agent {
         let events = Arc::clone(&state.events);
         let stop_gateway = tokio_util::sync::CancellationToken::new();
         let gateway_task = gateway.map(|gateway| gateway.spawn(stop_gateway.clone()));
+        let dns_task = dns.map(|dns| dns.spawn(stop_gateway.clone()));
         let stopping_gateway = stop_gateway.clone();
         let shutdown = async move {
             shutdown.await;
@@ -451,6 +470,9 @@ impl Agent {
         tracing::info!("HTTP API stopped; stopping checks and closing the store");
         stop_gateway.cancel();
         if let Some(task) = gateway_task {
+            let _ = task.await;
+        }
+        if let Some(task) = dns_task {
             let _ = task.await;
         }
         // Before the writer closes: the mirror writes through it.

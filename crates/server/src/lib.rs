@@ -16,6 +16,7 @@ pub mod blocking;
 pub mod cache;
 pub mod config;
 pub mod consul;
+pub mod dns;
 pub mod endpoints;
 pub mod events;
 pub mod gateway;

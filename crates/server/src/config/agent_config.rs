@@ -60,6 +60,8 @@ pub struct AgentConfig {
     pub upstream_consul: Option<String>,
     /// The gateway (`--gateway-addr`): off unless it has an address.
     pub gateway: crate::gateway::GatewayConfig,
+    /// The DNS interface (`--dns-addr`): off unless it has an address.
+    pub dns: crate::dns::DnsConfig,
 }
 
 impl AgentConfig {
@@ -77,6 +79,7 @@ impl AgentConfig {
             provider_only: false,
             upstream_consul: None,
             gateway: crate::gateway::GatewayConfig::default(),
+            dns: crate::dns::DnsConfig::default(),
         }
     }
 }

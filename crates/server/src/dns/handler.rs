@@ -1,0 +1,114 @@
+//! hickory's [`RequestHandler`] for the agent's zone: checks the question, reads the name,
+//! answers from the current catalog snapshot, and lets hickory frame it (UDP truncation with TC
+//! at the client's EDNS buffer size or 512 bytes, TCP length prefixes).
+//!
+//! What is refused and how: a message that does not parse is FORMERR (hickory answers that
+//! before the handler); more or fewer than one question is FORMERR; an opcode other than QUERY
+//! is NOTIMP; a class other than IN, or a name outside the agent's domain, is REFUSED (the
+//! agent is authoritative for its domain only and does not recurse). Nothing a client sends
+//! can make it panic.
+
+use super::answer::{Answer, Zone};
+use super::name;
+use crate::snapshots::Snapshots;
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name};
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use std::sync::Arc;
+
+/// The largest UDP answer the agent sends, whatever buffer a client advertises (the common
+/// EDNS default; larger answers fragment and get lost).
+pub const MAX_UDP_PAYLOAD: u16 = 4096;
+
+/// Answers questions about the agent's zone.
+pub struct Handler {
+    zone: Zone,
+    snapshots: Arc<Snapshots>,
+}
+
+impl Handler {
+    /// A handler for `zone`, reading `snapshots`.
+    pub fn new(zone: Zone, snapshots: Arc<Snapshots>) -> Self {
+        Handler { zone, snapshots }
+    }
+
+    /// The response code and records for the request's only question.
+    fn resolve(&self, request: &Request) -> Result<Answer, ResponseCode> {
+        if request.metadata.op_code != OpCode::Query {
+            return Err(ResponseCode::NotImp);
+        }
+        let [query] = request.queries.queries() else {
+            return Err(ResponseCode::FormErr);
+        };
+        if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
+            return Err(ResponseCode::Refused);
+        }
+        let qname = Name::from(query.name().clone());
+        if !self.zone.domain.zone_of(&qname) {
+            return Err(ResponseCode::Refused);
+        }
+        let skip = usize::from(self.zone.domain.num_labels());
+        let all: Vec<String> = qname
+            .iter()
+            .map(|label| String::from_utf8_lossy(label).to_ascii_lowercase())
+            .collect();
+        let labels = &all[..all.len().saturating_sub(skip)];
+        let lookup = name::parse(labels, &self.zone.node.datacenter).ok();
+        let catalog = self.snapshots.load();
+        let mut rng = fastrand::Rng::new();
+        Ok(self
+            .zone
+            .answer(&catalog, &qname, query.query_type(), lookup, &mut rng))
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        // RFC 6891: a request with OPT gets OPT back, with the buffer size the answer may use.
+        let edns = request.edns.as_ref().map(|asked| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(asked.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            edns
+        });
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(edns) = &edns {
+            builder.edns(edns);
+        }
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.recursion_available = false;
+        let sent = match self.resolve(request) {
+            Ok(answer) => {
+                metadata.authoritative = true;
+                metadata.response_code = answer.code;
+                let response = builder.build(
+                    metadata,
+                    answer.answers.iter(),
+                    std::iter::empty(),
+                    answer.soa.iter(),
+                    answer.additionals.iter(),
+                );
+                response_handle.send_response(response).await
+            }
+            Err(code) => {
+                let response = builder.error_msg(&request.metadata, code);
+                response_handle.send_response(response).await
+            }
+        };
+        sent.unwrap_or_else(|error| {
+            tracing::debug!(%error, src = %request.src(), "cannot send a DNS answer");
+            let mut metadata = Metadata::response_from_request(&request.metadata);
+            metadata.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            })
+        })
+    }
+}
