@@ -421,3 +421,31 @@ fn bad_status_on_check_update_is_refused() {
     }
     assert_eq!(agent.check_status("keep-ttl").as_deref(), Some("passing"));
 }
+
+#[test]
+fn filter_expressions_are_refused_not_ignored() {
+    let agent = agent_with_one_service();
+    for path in [
+        "/v1/health/service/keep?filter=Service.Port%20%3D%3D%2080",
+        "/v1/catalog/service/keep?filter=ServicePort%20%3D%3D%2080",
+        "/v1/catalog/services?filter=x",
+        "/v1/health/checks/keep?filter=x",
+        "/v1/health/state/any?filter=x",
+    ] {
+        let error = agent.get(path).expect_error(400);
+        assert_eq!(error["field"], "filter", "{path}: {error}");
+    }
+    // An empty filter is no filter.
+    agent.get("/v1/health/service/keep?filter=").expect_status(200);
+}
+
+#[test]
+fn another_datacenter_has_no_path_as_in_consul() {
+    let agent = agent_with_one_service();
+    let error = agent.get("/v1/health/service/keep?dc=dc9").expect_error(500);
+    assert!(
+        error["error"].as_str().is_some_and(|e| e.contains("No path to datacenter")),
+        "{error}"
+    );
+    agent.get("/v1/health/service/keep?dc=dc1").expect_status(200);
+}

@@ -72,6 +72,14 @@ impl Params {
                 "Cannot specify ?stale with ?consistent, conflicting semantics.",
             ));
         }
+        if self.get("filter").is_some_and(|f| !f.is_empty()) {
+            // Answering unfiltered would hand the client instances it asked to exclude.
+            return Err(ApiError::field(
+                "filter",
+                "filter expressions are not supported by this agent; filter with ?tag= or \
+                 ?passing, or on the client",
+            ));
+        }
         if let Some(dc) = self
             .get("dc")
             .filter(|dc| !dc.is_empty() && *dc != datacenter)
