@@ -436,16 +436,24 @@ fn filter_expressions_are_refused_not_ignored() {
         assert_eq!(error["field"], "filter", "{path}: {error}");
     }
     // An empty filter is no filter.
-    agent.get("/v1/health/service/keep?filter=").expect_status(200);
+    agent
+        .get("/v1/health/service/keep?filter=")
+        .expect_status(200);
 }
 
 #[test]
 fn another_datacenter_has_no_path_as_in_consul() {
     let agent = agent_with_one_service();
-    let error = agent.get("/v1/health/service/keep?dc=dc9").expect_error(500);
+    let error = agent
+        .get("/v1/health/service/keep?dc=dc9")
+        .expect_error(500);
     assert!(
-        error["error"].as_str().is_some_and(|e| e.contains("No path to datacenter")),
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("No path to datacenter")),
         "{error}"
     );
-    agent.get("/v1/health/service/keep?dc=dc1").expect_status(200);
+    agent
+        .get("/v1/health/service/keep?dc=dc1")
+        .expect_status(200);
 }
