@@ -221,6 +221,21 @@ fn a_srv_and_tags_answer_with_healthy_instances_only() {
         .expect_write_ok();
     let tcp = dig(addr, &["+tcp", "worker-service.service.consul"]);
     assert_eq!(tcp.data(), ["127.0.0.11"], "{}", tcp.raw);
+
+    // IPv6 instances answer AAAA (and not A); their SRV target is a 32-digit addr name.
+    agent.register(&instance("w-6", "::1", 9006, &["v6"], 1));
+    let aaaa = dig(addr, &["v6.worker-service.service.consul", "AAAA"]);
+    assert_eq!(aaaa.data(), ["::1"], "{}", aaaa.raw);
+    let no_a = dig(addr, &["v6.worker-service.service.consul", "A"]);
+    assert_eq!((no_a.status.as_str(), no_a.answer.len()), ("NOERROR", 0));
+    let srv6 = dig(addr, &["_worker-service._v6.service.consul", "SRV"]);
+    let target = srv6.answer[0]
+        .data
+        .split_whitespace()
+        .last()
+        .expect("target");
+    assert_eq!(target, format!("{}1.addr.dc1.consul.", "0".repeat(31)));
+    assert_eq!(dig(addr, &[target, "AAAA"]).data(), ["::1"]);
 }
 
 #[test]
