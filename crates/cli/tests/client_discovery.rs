@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use support::backend::Backend;
-use support::{Agent, TcpRelay, http_client};
+use support::{Agent, TcpRelay};
 use tokio::runtime::Runtime;
 use wayfinder_client::balance::StrategyKind;
 use wayfinder_client::{
@@ -26,13 +26,7 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(20);
 const SERVICE: &str = "worker-service";
 
 fn runtime() -> Runtime {
-    // Installs the crypto provider reqwest needs before any client is built.
-    drop(http_client());
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    support::client_runtime()
 }
 
 /// A `worker-service` instance at `port` with a passing TTL check `{id}-ttl`.

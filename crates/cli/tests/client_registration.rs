@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::{
     Agent, CHECK_TIMEOUT, EXIT_TIMEOUT, HttpBackend, START_TIMEOUT, TcpRelay, consistently,
-    eventually, http_client,
+    eventually,
 };
 use tokio::runtime::Runtime;
 use wayfinder_client::{CheckStatus, ClientError, OnSigterm, Registered, Registration};
@@ -27,15 +27,7 @@ use wayfinder_client::{CheckStatus, ClientError, OnSigterm, Registered, Registra
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn runtime() -> Runtime {
-    // Installs the crypto provider reqwest needs before any client is built.
-    drop(http_client());
-    // Multi-threaded: the registrations' background tasks run while the test thread makes
-    // blocking requests outside the runtime.
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    support::client_runtime()
 }
 
 /// Registers `registration` with the agent at `url`, panicking with the error.

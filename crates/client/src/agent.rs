@@ -3,6 +3,7 @@
 //! [`ClientError::Unreachable`]. What each answer means is the caller's business.
 
 use crate::error::ClientError;
+use crate::transport::{describe, parse_agent_url};
 use reqwest::{Client, Method, StatusCode, Url};
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,21 +63,7 @@ impl AgentHttp {
             url: url.to_owned(),
             reason: reason.to_owned(),
         };
-        let parsed = Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(bad("the scheme must be http or https"));
-        }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(bad("it has no host"));
-        }
-        if parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(bad("it must not have a query or fragment"));
-        }
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(bad(
-                "credentials in the URL would end up in logs; leave them out",
-            ));
-        }
+        let parsed = parse_agent_url(url).map_err(|reason| bad(&reason))?;
         let tls = crate::tls::platform_config().map_err(|e| ClientError::Setup(e.to_string()))?;
         let http = Client::builder()
             .tls_backend_preconfigured(tls)
@@ -149,18 +136,6 @@ impl AgentHttp {
             body,
         })
     }
-}
-
-/// A reqwest error with its causes (reqwest's own text is often just "error sending request").
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// At most `limit` bytes of `text` (cut at a character boundary), with `…` when cut.

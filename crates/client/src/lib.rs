@@ -84,6 +84,7 @@ mod options;
 mod registration;
 mod service;
 pub mod tls;
+pub mod transport;
 mod watcher;
 
 #[cfg(feature = "tower")]

@@ -137,6 +137,18 @@ fn install_crypto_provider() {
     });
 }
 
+/// A runtime for tests of the async client library (`wayfinder-client`): multi-threaded, so
+/// its background tasks (blocking queries, heartbeats) run while the test thread makes
+/// blocking requests outside it. Installs the crypto provider reqwest needs first.
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    install_crypto_provider();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// A blocking HTTP client for loopback tests: no proxy from the environment, bounded timeouts.
 pub fn http_client() -> Client {
     install_crypto_provider();

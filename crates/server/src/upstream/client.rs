@@ -4,12 +4,13 @@
 //! the HTTP.
 
 use bytes::Bytes;
-use reqwest::{Client, StatusCode, Url};
+use reqwest::{Client, StatusCode};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use wayfinder_client::blocking::request_timeout;
 use wayfinder_client::model::{self, HealthEntry};
+use wayfinder_client::transport::{describe, parse_agent_url};
 
 /// Longest a TCP (and TLS) connect to the upstream may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -98,21 +99,7 @@ impl UpstreamClient {
             url: url.to_owned(),
             reason: reason.to_owned(),
         };
-        let parsed = Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(bad("the scheme must be http or https"));
-        }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(bad("it has no host"));
-        }
-        if parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(bad("it must not have a query or fragment"));
-        }
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(bad(
-                "credentials in the URL would end up in logs; leave them out",
-            ));
-        }
+        let parsed = parse_agent_url(url).map_err(|reason| bad(&reason))?;
         let base = parsed.as_str().trim_end_matches('/').to_owned();
         let http = Client::builder()
             .tls_backend_preconfigured(
@@ -208,18 +195,6 @@ impl UpstreamClient {
             .map_err(|e| FetchError::Unreachable(describe(&e)))?;
         Ok((index, body))
     }
-}
-
-/// A reqwest error with its causes (reqwest's own text is often just "error sending request").
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn quote(body: &str) -> String {
