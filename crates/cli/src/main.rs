@@ -1,16 +1,19 @@
 //! `wayfinder`: service discovery and load balancing in one binary.
 //!
 //! `wayfinder agent --dev` runs an agent with a throw-away catalog; without `--dev` the catalog
-//! lives in `--data-dir` and survives restarts and crashes.
+//! lives in `--data-dir` and survives restarts and crashes. The other commands (`services`,
+//! `endpoints`, `register`, …) are operator tools that talk to a running agent's HTTP API.
 #![forbid(unsafe_code)]
 
 mod banner;
+mod commands;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use wayfinder_server::config::{
@@ -34,7 +37,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Commands {
     /// Run an agent: the registry, health checks and the Consul-shaped HTTP API.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
+    /// List services with their instance counts by health.
+    Services(commands::services::ServicesArgs),
+    /// Show a service's healthy endpoints, or follow its changes with --watch.
+    Endpoints(commands::endpoints::EndpointsArgs),
+    /// Register a service instance from a JSON definition file.
+    Register(commands::registration::RegisterArgs),
+    /// Deregister a service instance by ID.
+    Deregister(commands::registration::DeregisterArgs),
+    /// Set a TTL check to passing, warning or critical.
+    Check(commands::checks::CheckArgs),
+    /// List the agents in the cluster (today: the one agent asked).
+    Members(commands::members::MembersArgs),
+    /// Show the gateway's route table.
+    Routes(commands::routes::RoutesArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -155,9 +172,9 @@ fn duration(text: &str) -> Result<Duration, String> {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Commands::Agent(args) => {
             init_logging(&args)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -165,9 +182,18 @@ fn main() -> anyhow::Result<()> {
                 .thread_name("wayfinder")
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(run_agent(args))
+            runtime.block_on(run_agent(*args))?;
+            return Ok(ExitCode::SUCCESS);
         }
-    }
+        Commands::Services(args) => commands::services::run(&args),
+        Commands::Endpoints(args) => commands::endpoints::run(&args),
+        Commands::Register(args) => commands::registration::register(&args),
+        Commands::Deregister(args) => commands::registration::deregister(&args),
+        Commands::Check(args) => commands::checks::run(&args),
+        Commands::Members(args) => commands::members::run(&args),
+        Commands::Routes(args) => commands::routes::run(&args),
+    };
+    Ok(commands::finish(result))
 }
 
 fn init_logging(args: &AgentArgs) -> anyhow::Result<()> {
