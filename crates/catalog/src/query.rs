@@ -154,4 +154,13 @@ impl Catalog {
     pub fn instance_count(&self) -> usize {
         self.instances.len()
     }
+
+    /// Number of services with at least one instance (those [`Catalog::services`] lists),
+    /// without building their summaries.
+    pub fn service_count(&self) -> usize {
+        self.services
+            .values()
+            .filter(|entry| !entry.instances.is_empty())
+            .count()
+    }
 }

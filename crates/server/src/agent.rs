@@ -14,7 +14,7 @@ use crate::consul::response::NodeInfo;
 use crate::endpoints::EndpointCache;
 use crate::events::EventHub;
 use crate::gateway::Gateway;
-use crate::metrics::Metrics;
+use crate::metrics::{ApiMetrics, CatalogMetrics, CheckMetrics, DnsMetrics, Metrics};
 use crate::snapshots::Snapshots;
 use crate::upstream::{self, Mirror, UpstreamClient, UpstreamError};
 use crate::write_path::{Published, Subscriber, WriteError, Writer, WriterTaskHandle};
@@ -293,6 +293,10 @@ impl Agent {
         let cache = cache
             .start(&mut metrics, snapshots.load(), &endpoints)
             .await?;
+        let catalog_metrics = CatalogMetrics::register(&mut metrics);
+        let check_metrics = CheckMetrics::register(&mut metrics);
+        let api_metrics = ApiMetrics::register(&mut metrics);
+        let dns_metrics = DnsMetrics::register(&mut metrics);
         let (writer, writer_task) = Writer::spawn(
             store,
             Arc::clone(&snapshots),
@@ -307,13 +311,20 @@ impl Agent {
             .chain(cache.subscriber())
             .chain(gateway.as_ref().map(|g| g.feed() as Arc<dyn Subscriber>))
             .collect(),
+            catalog_metrics,
         );
         {
             let catalog = snapshots.load();
             let all: Vec<_> = catalog.checks().map(|c| c.id.clone()).collect();
             scheduler.update(&catalog, all.iter());
         }
-        let report_task = tokio::spawn(write_reports(reports, writer.clone(), scheduler.clone()));
+        let report_task = tokio::spawn(write_reports(
+            reports,
+            writer.clone(),
+            scheduler.clone(),
+            Arc::clone(&snapshots),
+            check_metrics,
+        ));
 
         let reloader = Reloader {
             config_dir: config.config_dir.clone(),
@@ -346,8 +357,14 @@ impl Agent {
         );
         let dns = match config.dns.addr {
             Some(addr) => Some(
-                crate::dns::Dns::bind(addr, &config.dns, node.clone(), Arc::clone(&snapshots))
-                    .await?,
+                crate::dns::Dns::bind(
+                    addr,
+                    &config.dns,
+                    node.clone(),
+                    Arc::clone(&snapshots),
+                    dns_metrics,
+                )
+                .await?,
             ),
             None => None,
         };
@@ -367,6 +384,7 @@ impl Agent {
                 .or_else(|| cache.read_only_reason()),
             events,
             metrics: Arc::new(metrics),
+            api_metrics,
             provider: cache.provider(),
             shared_reads: SharedReads::default(),
             routing: gateway.as_ref().map(Gateway::routing),
@@ -495,10 +513,23 @@ impl Agent {
 /// reports a later run or heartbeat has already superseded. Each write's durability is awaited
 /// on its own task, so many checks changing at once share one group commit; a report about
 /// something already gone (deregistered meanwhile) is not an error.
-async fn write_reports(mut reports: mpsc::Receiver<Report>, writer: Writer, scheduler: Scheduler) {
+async fn write_reports(
+    mut reports: mpsc::Receiver<Report>,
+    writer: Writer,
+    scheduler: Scheduler,
+    snapshots: Arc<Snapshots>,
+    metrics: CheckMetrics,
+) {
     while let Some(report) = reports.recv().await {
         if !scheduler.is_current(&report) {
             continue;
+        }
+        // Labelled by the registered check's kind: one snapshot load per reported change.
+        if let Report::Status { check, status, .. } = &report {
+            let catalog = snapshots.load();
+            if let Some(registered) = catalog.check(check.as_ref()) {
+                metrics.changed(&registered.kind, *status);
+            }
         }
         let command = match report {
             Report::Status {

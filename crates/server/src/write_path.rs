@@ -16,6 +16,7 @@
 //! order, and a batch built on one that fails is applied again on what is durable). A refused
 //! command is answered at once and never reaches the store.
 
+use crate::metrics::CatalogMetrics;
 use crate::snapshots::Snapshots;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -78,12 +79,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task over `store`, publishing into `snapshots`.
+    /// Starts the writer task over `store`, publishing into `snapshots` and counting into
+    /// `metrics` (whose gauges start at the current snapshot's values).
     pub fn spawn(
         store: Arc<dyn Store>,
         snapshots: Arc<Snapshots>,
         subscribers: Vec<Arc<dyn Subscriber>>,
+        metrics: CatalogMetrics,
     ) -> (Writer, WriterTaskHandle) {
+        metrics.published(&snapshots.load());
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
         let healthy = Arc::new(AtomicBool::new(true));
         let task = WriterTask {
@@ -93,6 +97,7 @@ impl Writer {
             receiver,
             floor: 0,
             healthy: Arc::clone(&healthy),
+            metrics,
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(task.run(stop.clone()));
@@ -154,6 +159,8 @@ struct WriterTask {
     floor: u64,
     /// Whether the last commit succeeded, shared with every [`Writer`] for `/ready`.
     healthy: Arc<AtomicBool>,
+    /// Write outcomes and the published snapshot's sizes.
+    metrics: CatalogMetrics,
 }
 
 /// A batch applied to a catalog copy, waiting for (or undergoing) its store commit.
@@ -244,6 +251,7 @@ impl WriterTask {
                     accepted.push(pending);
                 }
                 Err(error) => {
+                    self.metrics.wrote("rejected", 1);
                     let _ = pending.reply.send(Err(WriteError::Rejected(error)));
                 }
             }
@@ -261,6 +269,7 @@ impl WriterTask {
     fn start_commit(&mut self, batch: Prepared) -> Option<InFlight> {
         if batch.touched.is_empty() {
             let index = batch.catalog.index();
+            self.metrics.wrote("ok", batch.accepted.len());
             for pending in batch.accepted {
                 let _ = pending.reply.send(Ok(index));
             }
@@ -295,11 +304,14 @@ impl WriterTask {
                 }
                 self.snapshots
                     .publish(Arc::clone(&batch.catalog), &batch.touched);
+                self.metrics.published(&batch.catalog);
+                self.metrics.wrote("ok", batch.accepted.len());
                 Ok(index)
             }
             Err(error) => {
                 self.floor = self.floor.max(index);
                 tracing::error!(%error, commands = batch.accepted.len(), "batch not written; catalog unchanged");
+                self.metrics.wrote("failed", batch.accepted.len());
                 Err(WriteError::Store(error))
             }
         };
@@ -383,7 +395,12 @@ mod tests {
         });
         let snapshots = Arc::new(Snapshots::new(catalog));
         let dyn_store: Arc<dyn Store> = store.clone();
-        let (writer, _task) = Writer::spawn(dyn_store, Arc::clone(&snapshots), Vec::new());
+        let (writer, _task) = Writer::spawn(
+            dyn_store,
+            Arc::clone(&snapshots),
+            Vec::new(),
+            CatalogMetrics::default(),
+        );
         (dir, store, snapshots, writer)
     }
 

@@ -28,11 +28,13 @@ use crate::cache::EndpointProvider;
 use crate::consul::response::NodeInfo;
 use crate::endpoints::EndpointCache;
 use crate::events::EventHub;
-use crate::metrics::Metrics;
+use crate::metrics::RouteTimer;
+use crate::metrics::{ApiMetrics, Metrics};
 use crate::snapshots::Snapshots;
 use crate::write_path::Writer;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::MatchedPath;
 use axum::http::{Request, StatusCode};
 use axum::routing::{get, put};
 use std::sync::Arc;
@@ -65,6 +67,8 @@ pub struct ApiState {
     /// Every registered metric, served by `/metrics` and `/v1/agent/metrics`; frozen once the
     /// agent serves (subsystems keep their own handles to update).
     pub metrics: Arc<Metrics>,
+    /// Request counts and durations, updated by [`count_requests`] and the fast path.
+    pub api_metrics: ApiMetrics,
     /// On a `--provider-only` agent, the Memcached reader that answers `/v1/endpoints`
     /// instead of the (empty) local catalog; `None` on an agent that owns a catalog.
     pub provider: Option<Arc<EndpointProvider>>,
@@ -140,7 +144,49 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .fallback(unknown_path)
         // A router-level fallback, not a middleware: nothing is added to every request's path.
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_requests,
+        ))
         .with_state(state)
+}
+
+/// The route label of a request no route matched (the fallbacks): one label for every such
+/// path, so a scanner cannot grow the label set.
+const UNMATCHED: &str = "unmatched";
+
+/// Counts every routed request by route template and status code, and times it unless it is a
+/// blocking query (see [`crate::metrics::ApiMetrics`]). The clock was read by the fast path
+/// when it let the request through ([`RouteTimer`]); it is read here only without it.
+async fn count_requests(
+    state: State,
+    request: Request<Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+        .to_owned();
+    let blocking = request
+        .uri()
+        .query()
+        .is_some_and(|query| query.split('&').any(|pair| pair.starts_with("index=")));
+    let timer = match blocking {
+        true => None,
+        false => Some(
+            request
+                .extensions()
+                .get::<RouteTimer>()
+                .copied()
+                .unwrap_or_else(|| RouteTimer(tokio::time::Instant::now())),
+        ),
+    };
+    let response = next.run(request).await;
+    state
+        .api_metrics
+        .answered(&route, response.status().as_u16(), timer);
+    response
 }
 
 async fn unknown_path(request: Request<Body>) -> ApiError {

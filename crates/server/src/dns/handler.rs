@@ -10,6 +10,7 @@
 
 use super::answer::{Answer, Zone};
 use super::name;
+use crate::metrics::DnsMetrics;
 use crate::snapshots::Snapshots;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name};
@@ -26,12 +27,17 @@ pub const MAX_UDP_PAYLOAD: u16 = 4096;
 pub struct Handler {
     zone: Zone,
     snapshots: Arc<Snapshots>,
+    metrics: DnsMetrics,
 }
 
 impl Handler {
-    /// A handler for `zone`, reading `snapshots`.
-    pub fn new(zone: Zone, snapshots: Arc<Snapshots>) -> Self {
-        Handler { zone, snapshots }
+    /// A handler for `zone`, reading `snapshots` and counting answers into `metrics`.
+    pub fn new(zone: Zone, snapshots: Arc<Snapshots>, metrics: DnsMetrics) -> Self {
+        Handler {
+            zone,
+            snapshots,
+            metrics,
+        }
     }
 
     /// The response code and records for the request's only question.
@@ -71,6 +77,7 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
+        let start = tokio::time::Instant::now();
         // RFC 6891: a request with OPT gets OPT back, with the buffer size the answer may use.
         let edns = request.edns.as_ref().map(|asked| {
             let mut edns = Edns::new();
@@ -83,7 +90,12 @@ impl RequestHandler for Handler {
         }
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.recursion_available = false;
-        let sent = match self.resolve(request) {
+        let resolved = self.resolve(request);
+        let code = match &resolved {
+            Ok(answer) => answer.code,
+            Err(code) => *code,
+        };
+        let sent = match resolved {
             Ok(answer) => {
                 metadata.authoritative = true;
                 metadata.response_code = answer.code;
@@ -101,6 +113,7 @@ impl RequestHandler for Handler {
                 response_handle.send_response(response).await
             }
         };
+        self.metrics.answered(code, start.elapsed().as_secs_f64());
         sent.unwrap_or_else(|error| {
             tracing::debug!(%error, src = %request.src(), "cannot send a DNS answer");
             let mut metadata = Metadata::response_from_request(&request.metadata);

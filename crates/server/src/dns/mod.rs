@@ -96,6 +96,7 @@ impl Dns {
         config: &DnsConfig,
         node: NodeInfo,
         snapshots: Arc<Snapshots>,
+        metrics: crate::metrics::DnsMetrics,
     ) -> Result<Dns, DnsError> {
         let zone = Zone {
             domain: domain(&config.domain)?,
@@ -108,7 +109,7 @@ impl Dns {
         let bound = udp
             .local_addr()
             .map_err(|source| DnsError::Bind { addr, source })?;
-        let mut server = Server::new(Handler::new(zone, snapshots));
+        let mut server = Server::new(Handler::new(zone, snapshots, metrics));
         server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
         Ok(Dns {

@@ -1,0 +1,69 @@
+//! The health checks' group, updated where the agent applies check reports (the report task in
+//! [`crate::agent`]).
+
+use super::Metrics;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use wayfinder_catalog::{CheckKind, Status};
+
+/// Labels of `wayfinder_check_status_changes_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckChangeLabels {
+    /// `http`, `tcp`, `exec`, `ttl` or `grpc`.
+    pub kind: &'static str,
+    /// `passing`, `warning` or `critical`.
+    pub result: &'static str,
+}
+
+impl CheckChangeLabels {
+    /// The labels of a `kind` check reporting `status`.
+    pub fn new(kind: &CheckKind, status: Status) -> Self {
+        Self {
+            kind: kind_name(kind),
+            result: status.as_str(),
+        }
+    }
+}
+
+/// The health checks' metrics.
+#[derive(Debug, Clone, Default)]
+pub struct CheckMetrics {
+    /// `wayfinder_check_status_changes_total{kind,result}`: status changes the check runners
+    /// reported to the catalog, by the status entered. A runner reports only when the status it
+    /// derives differs from the catalog's (writing every run would cost a durable write per
+    /// run), so a steady check adds nothing here; a flapping one shows as a fast-rising count.
+    pub changes: Family<CheckChangeLabels, Counter>,
+}
+
+impl CheckMetrics {
+    /// Registers the group in `metrics` and returns its handles.
+    pub fn register(metrics: &mut Metrics) -> Self {
+        let group = Self::default();
+        metrics.registry_mut().register(
+            "check_status_changes",
+            "Health check status changes applied to the catalog, by check kind and the status entered",
+            group.changes.clone(),
+        );
+        group
+    }
+
+    /// Counts one status change.
+    pub fn changed(&self, kind: &CheckKind, status: Status) {
+        self.changes
+            .get_or_create(&CheckChangeLabels::new(kind, status))
+            .inc();
+    }
+}
+
+fn kind_name(kind: &CheckKind) -> &'static str {
+    match kind {
+        CheckKind::Http { .. } => "http",
+        CheckKind::Tcp { .. } => "tcp",
+        CheckKind::Exec { .. } => "exec",
+        CheckKind::Ttl { .. } => "ttl",
+        CheckKind::Grpc { .. } => "grpc",
+        // Copied from an upstream, never run here; named anyway so a report cannot panic.
+        CheckKind::Mirrored { .. } => "mirrored",
+    }
+}
