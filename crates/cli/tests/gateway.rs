@@ -275,6 +275,46 @@ fn errors_and_retries_are_the_gateways_own() {
         .unwrap_or_default();
     assert_eq!(ejected, vec![json!("svc-broken")], "{route}");
 
+    // The metrics say the same: every GET answered by svc-good, svc-broken's 503s retried
+    // until it was ejected once.
+    let metrics = agent.metrics();
+    let value = |key: &str| metrics.get(key).copied().unwrap_or(0.0);
+    let attempts = |id: &str, class: &str| {
+        value(&format!(
+            "wayfinder_gateway_requests_total{{route=\"/svc\",instance=\"{id}\",class=\"{class}\"}}"
+        ))
+    };
+    assert_eq!(attempts("svc-good", "2xx"), 20.0, "{metrics:#?}");
+    let failed = attempts("svc-broken", "5xx");
+    assert!(failed >= 5.0, "five failures eject: {metrics:#?}");
+    assert_eq!(
+        value("wayfinder_gateway_retries_total{route=\"/svc\"}"),
+        failed,
+        "each 503 was retried on svc-good"
+    );
+    assert_eq!(
+        value("wayfinder_gateway_ejections_total{route=\"/svc\",instance=\"svc-broken\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "wayfinder_gateway_request_duration_seconds_count{route=\"/svc\",instance=\"svc-good\"}"
+        ),
+        20.0
+    );
+    let json = agent.get("/v1/agent/metrics").json();
+    let sample = json["Samples"].as_array().and_then(|samples| {
+        samples.iter().find(|s| {
+            s["Name"] == "wayfinder_gateway_request_duration_seconds"
+                && s["Labels"]["instance"] == "svc-good"
+        })
+    });
+    assert_eq!(
+        sample.map(|s| s["Count"].clone()),
+        Some(json!(20)),
+        "{json}"
+    );
+
     // A POST is not retried: it reaches whichever instance is picked, once. With the broken
     // one ejected, it goes to the good one.
     let response = client
@@ -300,6 +340,19 @@ fn errors_and_retries_are_the_gateways_own() {
     assert_eq!(body["route"], "/svc");
     assert_eq!(body["service"], "svc");
     assert!(headers.contains_key("retry-after"));
+    assert_eq!(
+        agent
+            .metrics()
+            .get("wayfinder_gateway_unavailable_total{route=\"/svc\"}"),
+        Some(&1.0)
+    );
+    let json = agent.get("/v1/agent/metrics").json();
+    assert!(
+        !json["Samples"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["Labels"]["instance"] == "svc-good")),
+        "a deregistered instance's series are gone: {json}"
+    );
 
     // Every instance refuses connections: 502 after the retries.
     agent.deregister("svc-down");

@@ -51,20 +51,6 @@ fn rcode(addr: SocketAddr, id: u16, name: &str) -> u8 {
 }
 
 /// Every sample of a scrape, keyed `name{labels}` as exposed.
-fn scrape(agent: &Agent) -> BTreeMap<String, f64> {
-    let response = agent.get("/metrics");
-    response.expect_status(200);
-    response
-        .text()
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .filter_map(|line| {
-            let (key, value) = line.rsplit_once(' ')?;
-            Some((key.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
-
 fn sample(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
     samples
         .get(key)
@@ -112,7 +98,7 @@ fn metrics_count_writes_checks_requests_and_dns_queries() {
     assert_eq!(rcode(dns, 1, "api.service.consul"), 0, "NOERROR");
     assert_eq!(rcode(dns, 2, "nothing.service.consul"), 3, "NXDOMAIN");
 
-    let samples = scrape(&agent);
+    let samples = agent.metrics();
     assert_eq!(sample(&samples, "wayfinder_catalog_instances"), 3.0);
     assert_eq!(sample(&samples, "wayfinder_catalog_services"), 2.0);
     assert_eq!(

@@ -22,6 +22,7 @@ pub mod outlier;
 pub mod proxy;
 pub mod route;
 pub mod routing;
+pub mod stats;
 pub mod table;
 pub mod tags;
 pub mod upstream;

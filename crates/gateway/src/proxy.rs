@@ -23,6 +23,7 @@ use crate::error::GatewayError;
 use crate::forwarded::{self, Origin};
 use crate::route::UpstreamProto;
 use crate::routing::{ActiveRoute, Routing};
+use crate::stats::Class;
 use crate::upstream::{Outcome, Outgoing, Upstream};
 use bytes::Bytes;
 use http::header;
@@ -214,6 +215,7 @@ impl Proxy {
                 target.authority.as_str(),
             );
             let in_flight = backends.set.start(index, now);
+            let instance_stats = route.stats.instance(&target.id);
             let outcome = match body.as_ref() {
                 // The common case: a body in memory and no upgrade, in this task.
                 Some(Replay::Kept(bytes)) if !upgrade => {
@@ -274,6 +276,16 @@ impl Proxy {
             };
             let done = self.routing.now();
             let id = &*target.id;
+            let class = match &outcome {
+                Attempt::Answered(response) => Class::of(response.status()),
+                _ => Class::ServerError,
+            };
+            instance_stats.record(class, done.saturating_since(now));
+            let record_failure = |id: &str| {
+                if outliers.record_failure(id, done).is_some() {
+                    instance_stats.ejected();
+                }
+            };
             match outcome {
                 Attempt::Answered(response) => {
                     let status = response.status();
@@ -284,7 +296,7 @@ impl Proxy {
                         && body.is_some()
                         && !upgrade;
                     if status.is_server_error() {
-                        outliers.record_failure(id, done);
+                        record_failure(id);
                     } else {
                         outliers.record_success(id, done);
                     }
@@ -297,16 +309,17 @@ impl Proxy {
                             .load()
                             .record_rtt(done.saturating_since(guard.started_at()), done);
                     }
+                    route.stats.finished(attempts);
                     return self.pass_on(response, in_flight, client_upgrade);
                 }
                 Attempt::NotConnected(reason) => {
-                    outliers.record_failure(id, done);
+                    record_failure(id);
                     // Never sent: always safe to try another instance, and not charged to the
                     // budget (the failed attempt loaded no one).
                     last_failure = format!("instance {id}: {reason}");
                 }
                 Attempt::Broken(reason) => {
-                    outliers.record_failure(id, done);
+                    record_failure(id);
                     last_failure = format!("instance {id}: {reason}");
                     let may_retry =
                         idempotent && body.is_some() && !upgrade && route.budget.try_withdraw(done);
@@ -315,7 +328,8 @@ impl Proxy {
                     }
                 }
                 Attempt::TimedOut => {
-                    outliers.record_failure(id, done);
+                    record_failure(id);
+                    route.stats.finished(attempts);
                     return refuse(GatewayError::Timeout {
                         service: service.to_owned(),
                         timeout_ms: self.config.response_timeout.as_millis(),
@@ -323,7 +337,9 @@ impl Proxy {
                 }
             }
         }
+        route.stats.finished(attempts);
         if attempts == 0 {
+            route.stats.unavailable();
             return refuse(GatewayError::NoHealthyInstance {
                 service: service.to_owned(),
             });

@@ -16,6 +16,7 @@
 
 use crate::outlier::{OutlierConfig, OutlierDetector};
 use crate::route::{RouteSource, RouteSpec};
+use crate::stats::RouteStats;
 use crate::table::RouteTable;
 use crate::tags;
 use arc_swap::ArcSwap;
@@ -116,6 +117,8 @@ pub struct ActiveRoute {
     pub budget: RetryBudget,
     /// The service that answers.
     pub service: Arc<ServiceState>,
+    /// What its traffic did, for the agent's metrics.
+    pub stats: RouteStats,
 }
 
 /// A claim on a host and prefix that lost to another (see the module docs).
@@ -430,6 +433,7 @@ impl Builder {
                             .expect("the retry budget settings were validated by Routing::new"),
                         spec: spec.clone(),
                         service,
+                        stats: RouteStats::default(),
                     })
                 }
             };

@@ -14,7 +14,9 @@ use crate::consul::response::NodeInfo;
 use crate::endpoints::EndpointCache;
 use crate::events::EventHub;
 use crate::gateway::Gateway;
-use crate::metrics::{ApiMetrics, CatalogMetrics, CheckMetrics, DnsMetrics, Metrics};
+use crate::metrics::{
+    ApiMetrics, CatalogMetrics, CheckMetrics, DnsMetrics, GatewayCollector, Metrics,
+};
 use crate::snapshots::Snapshots;
 use crate::upstream::{self, Mirror, UpstreamClient, UpstreamError};
 use crate::write_path::{Published, Subscriber, WriteError, Writer, WriterTaskHandle};
@@ -297,6 +299,9 @@ impl Agent {
         let check_metrics = CheckMetrics::register(&mut metrics);
         let api_metrics = ApiMetrics::register(&mut metrics);
         let dns_metrics = DnsMetrics::register(&mut metrics);
+        if let Some(gateway) = &gateway {
+            GatewayCollector::register(&mut metrics, gateway.routing());
+        }
         let (writer, writer_task) = Writer::spawn(
             store,
             Arc::clone(&snapshots),

@@ -603,6 +603,22 @@ impl Agent {
         self.send(self.http.get(&url), &format!("GET {path}"))
     }
 
+    /// Every sample of `GET /metrics`, keyed by name and labels as exposed
+    /// (`wayfinder_x_total{a="b"}`).
+    pub fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        let response = self.get("/metrics");
+        response.expect_status(200);
+        response
+            .text()
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .filter_map(|line| {
+                let (key, value) = line.rsplit_once(' ')?;
+                Some((key.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
     /// `PUT path` with a raw body and no Content-Type (as python-consul sends it).
     pub fn put(&self, path: &str, body: impl Into<Body>) -> Response {
         let url = format!("{}{path}", self.base_url());

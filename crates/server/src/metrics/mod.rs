@@ -10,25 +10,28 @@
 //! `register(&mut Metrics)` constructor, created in `Agent::start` before the `Arc`.
 //!
 //! One file per group: [`cache`] (Memcached), [`catalog`] (the write path), [`checks`] (health
-//! reports), [`api`] (HTTP requests) and [`dns`] (DNS queries).
+//! reports), [`api`] (HTTP requests), [`dns`] (DNS queries) and [`gateway`] (read from the
+//! route table when scraped).
 //!
-//! What it deliberately does not own: the gateway's metrics (left for later), and any lock on
-//! the hot read path. Counters and gauges are single atomics; the two request-duration
-//! histograms take one uncontended `parking_lot` mutex per observation (prometheus-client's
-//! histogram), and their handles are resolved once, before serving, where a path is hot (the
-//! endpoints fast path).
+//! What it deliberately does not own: any lock on the hot read path. Counters and gauges are
+//! single atomics; the two request-duration histograms take one uncontended `parking_lot`
+//! mutex per observation (prometheus-client's histogram), and their handles are resolved once,
+//! before serving, where a path is hot (the endpoints fast path). The gateway keeps its own
+//! atomics and is read only at scrape time.
 
 mod api;
 mod cache;
 mod catalog;
 mod checks;
 mod dns;
+mod gateway;
 
 pub use api::{ApiMetrics, RouteLabels, RouteTimer};
 pub use cache::{CacheMetrics, ReadLabel, ServerLabel};
 pub use catalog::{CatalogMetrics, WriteResult};
 pub use checks::{CheckChangeLabels, CheckMetrics};
 pub use dns::{DnsMetrics, RcodeLabel};
+pub use gateway::GatewayCollector;
 
 use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
@@ -80,22 +83,25 @@ impl Metrics {
         Ok(text)
     }
 
-    /// Every gauge and counter as JSON in the shape of Consul's `/v1/agent/metrics`:
+    /// Every gauge, counter and histogram as JSON in the shape of Consul's `/v1/agent/metrics`:
     /// `{"Gauges": [{"Name", "Value", "Labels"}], "Counters": [{"Name", "Count", "Labels"}],
-    /// "Samples": []}`. Built from the text exposition, so a group registered later shows up
+    /// "Samples": [{"Name", "Count", "Sum", "Mean", "Labels"}]}` (histograms, summed in
+    /// seconds). Built from the text exposition, so a group registered later shows up
     /// here without code of its own.
     pub fn to_json(&self) -> Result<Value, std::fmt::Error> {
         Ok(openmetrics_to_json(&self.encode()?))
     }
 }
 
-/// Converts OpenMetrics text into Consul's metrics JSON shape. Gauges and counters are kept;
-/// other types (none are registered today) and unparsable lines are skipped, so a malformed
+/// Converts OpenMetrics text into Consul's metrics JSON shape. Gauges, counters and the count
+/// and sum of histograms are kept; other types and unparsable lines are skipped, so a malformed
 /// line can never fail the endpoint.
 pub fn openmetrics_to_json(text: &str) -> Value {
     let mut types: Vec<(&str, &str)> = Vec::new();
     let mut gauges = Vec::new();
     let mut counters = Vec::new();
+    // Histograms: (family, labels) → (count, sum), in first-seen order.
+    let mut histograms: Vec<(String, Map<String, Value>, Value, Value)> = Vec::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             if let Some((family, kind)) = rest.split_once(' ') {
@@ -109,12 +115,13 @@ pub fn openmetrics_to_json(text: &str) -> Value {
         let Some(sample) = parse_sample(line) else {
             continue;
         };
-        // A counter family `x` exposes the sample `x_total` (and maybe `x_created`).
+        // A counter family `x` exposes the sample `x_total` (and maybe `x_created`); a
+        // histogram `x` exposes `x_bucket`, `x_count` and `x_sum`.
         let kind = types.iter().rev().find_map(|(family, kind)| {
             let suffix = sample.name.strip_prefix(family)?;
-            matches!(suffix, "" | "_total").then_some(*kind)
+            matches!(suffix, "" | "_total" | "_count" | "_sum").then_some((*family, *kind, suffix))
         });
-        match kind {
+        match kind.map(|(_, kind, _)| kind) {
             Some("gauge") => gauges.push(json!({
                 "Name": sample.name,
                 "Value": sample.value,
@@ -125,10 +132,46 @@ pub fn openmetrics_to_json(text: &str) -> Value {
                 "Count": sample.value,
                 "Labels": sample.labels,
             })),
+            Some("histogram") => {
+                let Some((family, _, suffix)) = kind else {
+                    continue;
+                };
+                let position = histograms
+                    .iter()
+                    .position(|(name, labels, _, _)| name == family && *labels == sample.labels);
+                let index = match position {
+                    Some(index) => index,
+                    None => {
+                        histograms.push((
+                            family.to_owned(),
+                            sample.labels,
+                            Value::Null,
+                            Value::Null,
+                        ));
+                        histograms.len() - 1
+                    }
+                };
+                let entry = &mut histograms[index];
+                if suffix == "_count" {
+                    entry.2 = sample.value;
+                } else {
+                    entry.3 = sample.value;
+                }
+            }
             _ => {}
         }
     }
-    json!({"Gauges": gauges, "Counters": counters, "Samples": []})
+    let samples: Vec<Value> = histograms
+        .into_iter()
+        .map(|(name, labels, count, sum)| {
+            let mean = match (count.as_f64(), sum.as_f64()) {
+                (Some(count), Some(sum)) if count > 0.0 => json!(sum / count),
+                _ => json!(0),
+            };
+            json!({"Name": name, "Count": count, "Sum": sum, "Mean": mean, "Labels": labels})
+        })
+        .collect();
+    json!({"Gauges": gauges, "Counters": counters, "Samples": samples})
 }
 
 struct Sample<'a> {
@@ -298,6 +341,30 @@ mod tests {
             .cloned()
             .expect("cache_up gauge");
         assert_eq!(up["Value"], 0);
+    }
+
+    #[test]
+    fn histograms_become_samples_with_count_sum_and_mean() {
+        let text = "# TYPE d histogram\n\
+                    d_sum{r=\"a\"} 0.5\n\
+                    d_count{r=\"a\"} 4\n\
+                    d_bucket{le=\"0.1\",r=\"a\"} 3\n\
+                    d_bucket{le=\"+Inf\",r=\"a\"} 4\n\
+                    d_sum{r=\"b\"} 0.0\n\
+                    d_count{r=\"b\"} 0\n# EOF\n";
+        let json = openmetrics_to_json(text);
+        let samples = json["Samples"].as_array().expect("samples");
+        assert_eq!(samples.len(), 2, "{json}");
+        assert_eq!(samples[0]["Name"], "d");
+        assert_eq!(samples[0]["Labels"]["r"], "a");
+        assert_eq!(samples[0]["Count"], 4);
+        assert_eq!(samples[0]["Sum"], 0.5);
+        assert_eq!(samples[0]["Mean"], 0.125);
+        assert_eq!(
+            samples[1]["Mean"], 0,
+            "no observation: a mean of 0, not NaN"
+        );
+        assert!(json["Counters"].as_array().expect("counters").is_empty());
     }
 
     #[test]
