@@ -107,6 +107,12 @@ fn metrics_count_writes_checks_requests_and_dns_queries() {
     );
     // Three registrations and the check's status change at least.
     assert!(sample(&samples, "wayfinder_catalog_writes_total{result=\"ok\"}") >= 4.0);
+    let published = sample(&samples, "wayfinder_catalog_propagation_seconds_count");
+    assert!(
+        published >= 4.0,
+        "every published write is timed: {published}"
+    );
+    assert!(sample(&samples, "wayfinder_catalog_propagation_seconds_sum") > 0.0);
     assert_eq!(
         sample(
             &samples,
@@ -121,6 +127,24 @@ fn metrics_count_writes_checks_requests_and_dns_queries() {
         ),
         1.0
     );
+    // Every probe counts as a run, changed status or not: the check keeps failing.
+    let runs = |agent: &Agent| {
+        agent
+            .metrics()
+            .get("wayfinder_check_runs_total{kind=\"tcp\",result=\"critical\"}")
+            .copied()
+            .unwrap_or(0.0)
+    };
+    assert!(runs(&agent) >= 1.0);
+    let before = runs(&agent);
+    agent.eventually(Duration::from_secs(10), "another tcp probe", || {
+        let now = runs(&agent);
+        if now > before {
+            Ok(())
+        } else {
+            Err(format!("{now} runs"))
+        }
+    });
     assert_eq!(
         sample(
             &samples,

@@ -41,6 +41,7 @@ mod jitter;
 mod probe;
 mod report;
 mod runner;
+mod runs;
 mod scheduler;
 
 pub use config::{
@@ -48,4 +49,5 @@ pub use config::{
 };
 pub use error::HealthError;
 pub use report::{Observation, Report};
+pub use runs::RunCounts;
 pub use scheduler::Scheduler;

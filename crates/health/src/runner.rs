@@ -26,6 +26,7 @@ use crate::gate::ReportGate;
 use crate::jitter;
 use crate::probe::{Probe, ProbeContext};
 use crate::report::{Observation, Report};
+use crate::runs::RunCounts;
 
 /// Shortest time between two runs. Validation already refuses a zero interval; this only keeps
 /// a definition that bypassed it (a hand-edited store) from spinning a core.
@@ -134,6 +135,7 @@ pub(crate) struct RunnerSetup {
     pub(crate) reports: mpsc::Sender<Report>,
     pub(crate) cancel: CancellationToken,
     pub(crate) context: Arc<ProbeContext>,
+    pub(crate) runs: Arc<RunCounts>,
     pub(crate) first_run_max_delay: Duration,
 }
 
@@ -279,6 +281,7 @@ impl CheckRunner {
         };
         let latency = started.elapsed();
         debug!(status = %result.status, ?latency, "check ran");
+        self.setup.runs.record(&self.setup.kind, result.status);
         self.setup.shared.record(Observation {
             status: result.status,
             output: result.output.clone(),
@@ -308,6 +311,7 @@ impl CheckRunner {
             _ => "TTL expired".to_owned(),
         };
         debug!("TTL expired");
+        self.setup.runs.record(&self.setup.kind, Status::Critical);
         self.setup.shared.record(Observation {
             status: Status::Critical,
             output: output.clone(),

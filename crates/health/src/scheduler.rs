@@ -25,6 +25,7 @@ use crate::error::HealthError;
 use crate::probe::ProbeContext;
 use crate::report::{Observation, Report};
 use crate::runner::{CheckRunner, RunnerSetup, RunnerShared};
+use crate::runs::RunCounts;
 
 /// Runs every check in the catalog and reports the status changes they find.
 ///
@@ -38,6 +39,7 @@ pub struct Scheduler {
 struct Inner {
     reports: mpsc::Sender<Report>,
     context: Arc<ProbeContext>,
+    runs: Arc<RunCounts>,
     first_run_max_delay: Duration,
     runners: DashMap<CheckId, RunnerHandle>,
     shutdown: CancellationToken,
@@ -71,6 +73,7 @@ impl Scheduler {
             inner: Arc::new(Inner {
                 reports,
                 context: Arc::new(ProbeContext::new(&config)),
+                runs: Arc::default(),
                 first_run_max_delay: config.first_run_max_delay,
                 runners: DashMap::new(),
                 shutdown: CancellationToken::new(),
@@ -78,6 +81,11 @@ impl Scheduler {
                 runtime: Handle::try_current().ok(),
             }),
         }
+    }
+
+    /// How many times this scheduler's checks have run, by kind and result (for metrics).
+    pub fn runs(&self) -> Arc<RunCounts> {
+        Arc::clone(&self.inner.runs)
     }
 
     /// Reconciles runners with `catalog` for the given check IDs.
@@ -251,6 +259,7 @@ impl Scheduler {
             reports: self.inner.reports.clone(),
             cancel: cancel.clone(),
             context: Arc::clone(&self.inner.context),
+            runs: Arc::clone(&self.inner.runs),
             first_run_max_delay: self.inner.first_run_max_delay,
         });
         let span = info_span!("check_runner", check = %check.id, kind = check.kind.type_name());

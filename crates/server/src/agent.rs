@@ -15,7 +15,8 @@ use crate::endpoints::EndpointCache;
 use crate::events::EventHub;
 use crate::gateway::Gateway;
 use crate::metrics::{
-    ApiMetrics, CatalogMetrics, CheckMetrics, DnsMetrics, GatewayCollector, Metrics,
+    ApiMetrics, CatalogMetrics, CheckMetrics, CheckRunsCollector, DnsMetrics, GatewayCollector,
+    Metrics,
 };
 use crate::snapshots::Snapshots;
 use crate::upstream::{self, Mirror, UpstreamClient, UpstreamError};
@@ -297,6 +298,7 @@ impl Agent {
             .await?;
         let catalog_metrics = CatalogMetrics::register(&mut metrics);
         let check_metrics = CheckMetrics::register(&mut metrics);
+        CheckRunsCollector::register(&mut metrics, scheduler.runs());
         let api_metrics = ApiMetrics::register(&mut metrics);
         let dns_metrics = DnsMetrics::register(&mut metrics);
         if let Some(gateway) = &gateway {

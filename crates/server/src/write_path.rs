@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wayfinder_catalog::{Catalog, CatalogError, Command, Event, Touched};
 use wayfinder_store::Store;
@@ -68,6 +69,8 @@ pub trait Subscriber: Send + Sync + 'static {
 struct Pending {
     command: Command,
     reply: oneshot::Sender<Result<u64, WriteError>>,
+    /// When it was submitted, for the propagation metric.
+    submitted: Instant,
 }
 
 /// A handle for submitting writes. Cheap to clone; the writer task stops when every handle is
@@ -124,7 +127,11 @@ impl Writer {
     ) -> Result<impl Future<Output = Result<u64, WriteError>> + Send + 'static, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Pending { command, reply })
+            .send(Pending {
+                command,
+                reply,
+                submitted: Instant::now(),
+            })
             .await
             .map_err(|_| WriteError::ShuttingDown)?;
         Ok(async move { answer.await.map_err(|_| WriteError::ShuttingDown)? })
@@ -306,6 +313,9 @@ impl WriterTask {
                     .publish(Arc::clone(&batch.catalog), &batch.touched);
                 self.metrics.published(&batch.catalog);
                 self.metrics.wrote("ok", batch.accepted.len());
+                for pending in &batch.accepted {
+                    self.metrics.propagated(pending.submitted.elapsed());
+                }
                 Ok(index)
             }
             Err(error) => {

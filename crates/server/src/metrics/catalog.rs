@@ -6,6 +6,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use wayfinder_catalog::Catalog;
 
 /// The `result` label of `wayfinder_catalog_writes_total`.
@@ -18,7 +19,7 @@ pub struct WriteResult {
 
 /// The catalog's metrics. Handles are cheap clones of shared atomics; an unregistered
 /// `CatalogMetrics::default()` counts into nothing (tests).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CatalogMetrics {
     /// `wayfinder_catalog_instances`: instances in the published snapshot.
     pub instances: Gauge,
@@ -28,6 +29,22 @@ pub struct CatalogMetrics {
     pub index: Gauge,
     /// `wayfinder_catalog_writes_total{result}`: write commands by outcome.
     pub writes: Family<WriteResult, Counter>,
+    /// `wayfinder_catalog_propagation_seconds`: from a write's submission to its publication
+    /// (durable, applied, every read interface notified, readers' snapshot swapped), per
+    /// accepted command — how stale an answer can be because of the write path itself.
+    pub propagation: Histogram,
+}
+
+impl Default for CatalogMetrics {
+    fn default() -> Self {
+        Self {
+            instances: Gauge::default(),
+            services: Gauge::default(),
+            index: Gauge::default(),
+            writes: Family::default(),
+            propagation: Histogram::new(super::duration_buckets()),
+        }
+    }
 }
 
 impl CatalogMetrics {
@@ -55,6 +72,11 @@ impl CatalogMetrics {
             "Catalog write commands, by result (ok, rejected, failed)",
             group.writes.clone(),
         );
+        registry.register(
+            "catalog_propagation_seconds",
+            "Time from a write's submission to its publication to every read interface",
+            group.propagation.clone(),
+        );
         // Every result shows from the first scrape, at 0.
         for result in ["ok", "rejected", "failed"] {
             let _ = group.writes.get_or_create(&WriteResult { result });
@@ -68,6 +90,11 @@ impl CatalogMetrics {
         self.services.set(saturating_i64(catalog.service_count()));
         self.index
             .set(i64::try_from(catalog.index()).unwrap_or(i64::MAX));
+    }
+
+    /// Records how long a published write took from its submission.
+    pub fn propagated(&self, took: std::time::Duration) {
+        self.propagation.observe(took.as_secs_f64());
     }
 
     /// Counts `count` commands that ended with `result` (`ok`, `rejected`, `failed`).

@@ -1,11 +1,19 @@
-//! The health checks' group, updated where the agent applies check reports (the report task in
-//! [`crate::agent`]).
+//! The health checks' group: status changes, counted where the agent applies check reports
+//! (the report task in [`crate::agent`]), and every run, read from the scheduler's own counters
+//! ([`wayfinder_health::RunCounts`]) at scrape time.
 
 use super::Metrics;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use std::fmt;
+use std::sync::Arc;
 use wayfinder_catalog::{CheckKind, Status};
+use wayfinder_health::RunCounts;
 
 /// Labels of `wayfinder_check_status_changes_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,6 +61,44 @@ impl CheckMetrics {
         self.changes
             .get_or_create(&CheckChangeLabels::new(kind, status))
             .inc();
+    }
+}
+
+/// `wayfinder_check_runs_total{kind,result}`: every probe run and TTL expiry, read from the
+/// scheduler when scraped.
+pub struct CheckRunsCollector {
+    runs: Arc<RunCounts>,
+}
+
+impl fmt::Debug for CheckRunsCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckRunsCollector").finish_non_exhaustive()
+    }
+}
+
+impl CheckRunsCollector {
+    /// Registers the run counts of a scheduler (`Scheduler::runs`).
+    pub fn register(metrics: &mut Metrics, runs: Arc<RunCounts>) {
+        metrics
+            .registry_mut()
+            .register_collector(Box::new(CheckRunsCollector { runs }));
+    }
+}
+
+impl Collector for CheckRunsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "check_runs",
+            "Health check runs (probes and TTL expiries), by check kind and result, whether or \
+             not they changed a status",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, result, runs) in self.runs.snapshot() {
+            let labels = [("kind", kind), ("result", result.as_str())];
+            ConstCounter::new(runs).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 

@@ -29,7 +29,7 @@ mod gateway;
 pub use api::{ApiMetrics, RouteLabels, RouteTimer};
 pub use cache::{CacheMetrics, ReadLabel, ServerLabel};
 pub use catalog::{CatalogMetrics, WriteResult};
-pub use checks::{CheckChangeLabels, CheckMetrics};
+pub use checks::{CheckChangeLabels, CheckMetrics, CheckRunsCollector};
 pub use dns::{DnsMetrics, RcodeLabel};
 pub use gateway::GatewayCollector;
 
