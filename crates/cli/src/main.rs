@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
+use wayfinder_server::api::HttpLimits;
 use wayfinder_server::config::{
     DEFAULT_DATA_DIR, DEFAULT_DATACENTER, DEFAULT_HTTP_ADDR, default_node_name,
 };
@@ -159,6 +160,18 @@ struct AgentArgs {
     /// Leave instances with a warning check out of DNS answers.
     #[arg(long, requires = "dns_addr")]
     dns_only_passing: bool,
+    /// Open HTTP API connections one client IP may hold (0: no limit); one more is answered
+    /// 429 and closed.
+    #[arg(long, value_name = "N", default_value_t = wayfinder_server::api::DEFAULT_MAX_CONNS_PER_CLIENT)]
+    http_max_conns_per_client: u32,
+    /// How long an HTTP API client may take to send a request's headers (an idle keep-alive
+    /// connection is closed after it too).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    http_header_timeout: Duration,
+    /// Writes (PUT, POST, DELETE) per second one client IP may make on the HTTP API, in bursts
+    /// of the same size; over it: 429 with Retry-After. Off unless set.
+    #[arg(long, value_name = "PER_SECOND")]
+    http_write_rate: Option<std::num::NonZeroU32>,
 }
 
 /// A duration as Consul writes them (`500ms`, `1s`, `1m30s`).
@@ -258,6 +271,11 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             ttl: args.dns_ttl,
             negative_ttl: args.dns_negative_ttl,
             only_passing: args.dns_only_passing,
+        },
+        http_limits: HttpLimits {
+            max_conns_per_client: args.http_max_conns_per_client,
+            header_timeout: args.http_header_timeout,
+            write_rate_per_client: args.http_write_rate,
         },
     };
     let agent = Agent::start(config.clone())

@@ -21,7 +21,6 @@ use crate::metrics::{
 use crate::snapshots::Snapshots;
 use crate::upstream::{self, Mirror, UpstreamClient, UpstreamError};
 use crate::write_path::{Published, Subscriber, WriteError, Writer, WriterTaskHandle};
-use axum::serve::ListenerExt;
 use futures::future::join_all;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -218,6 +217,7 @@ impl Reloader {
 pub struct Agent {
     state: Arc<ApiState>,
     listener: TcpListener,
+    http_limits: crate::api::HttpLimits,
     http_addr: SocketAddr,
     data_dir: PathBuf,
     reloader: Reloader,
@@ -406,6 +406,7 @@ impl Agent {
         Ok(Agent {
             state,
             listener,
+            http_limits: config.http_limits,
             http_addr,
             data_dir,
             reloader,
@@ -453,6 +454,7 @@ impl Agent {
         let Agent {
             state,
             listener,
+            http_limits,
             reloader,
             writer_task,
             report_task,
@@ -479,19 +481,7 @@ impl Agent {
             stopping_gateway.cancel();
         };
         drop(state);
-        // Nagle off, as nginx's `tcp_nodelay on`: a watch event or an answer leaves at once
-        // instead of waiting behind the client's delayed ACK of the previous one.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot turn Nagle's algorithm off for a connection");
-            }
-        });
-        let served = axum::serve(
-            listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        api::serve(listener, service, http_limits, shutdown).await;
         tracing::info!("HTTP API stopped; stopping checks and closing the store");
         stop_gateway.cancel();
         if let Some(task) = gateway_task {
@@ -512,7 +502,7 @@ impl Agent {
         writer_task.close().await;
         // After the writer: the pusher flushes the last changes it was handed.
         cache.close().await;
-        served.map_err(AgentError::Serve)
+        Ok(())
     }
 }
 

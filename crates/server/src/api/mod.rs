@@ -10,6 +10,7 @@ mod endpoints;
 mod error;
 mod fast_path;
 mod health;
+mod listener;
 mod metrics;
 mod probes;
 mod query;
@@ -23,6 +24,9 @@ mod watch;
 pub(crate) use endpoints::list_response;
 pub use error::ApiError;
 pub use fast_path::FastEndpoints;
+pub use listener::{
+    DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNS_PER_CLIENT, HttpLimits, MAX_HEADER_BYTES, serve,
+};
 
 use crate::cache::EndpointProvider;
 use crate::consul::response::NodeInfo;

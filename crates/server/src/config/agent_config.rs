@@ -62,6 +62,8 @@ pub struct AgentConfig {
     pub gateway: crate::gateway::GatewayConfig,
     /// The DNS interface (`--dns-addr`): off unless it has an address.
     pub dns: crate::dns::DnsConfig,
+    /// Connection, header-time and write-rate limits of the HTTP API.
+    pub http_limits: crate::api::HttpLimits,
 }
 
 impl AgentConfig {
@@ -80,6 +82,7 @@ impl AgentConfig {
             upstream_consul: None,
             gateway: crate::gateway::GatewayConfig::default(),
             dns: crate::dns::DnsConfig::default(),
+            http_limits: crate::api::HttpLimits::default(),
         }
     }
 }
