@@ -147,3 +147,135 @@ fn no_acknowledged_write_is_lost_when_an_etcd_member_dies() {
         });
     }
 }
+
+#[test]
+#[ignore = "needs etcd: scripts/test"]
+fn agents_that_lose_etcd_serve_stale_reads_refuse_writes_and_catch_up() {
+    let mut etcd = EtcdCluster::start();
+    let agents = start_agents(&etcd, 2);
+    let (a, b) = (&agents[0], &agents[1]);
+    a.register(&registration("web-1", "10.0.0.1"));
+    assert!(
+        a.get("/v1/catalog/service/web")
+            .header("x-wayfinder-stale")
+            .is_none()
+    );
+    a.get("/ready").expect_status(200);
+
+    etcd.kill_all();
+    for (name, agent) in [("A", a), ("B", b)] {
+        agent.eventually(SPREAD, &format!("{name} marks its answers stale"), || {
+            let response = agent.get("/v1/catalog/service/web");
+            match response.header("x-wayfinder-stale") {
+                Some("true") => Ok(()),
+                other => Err(format!("X-Wayfinder-Stale: {other:?}")),
+            }
+        });
+        // The last catalog is still served, from memory.
+        assert_eq!(
+            catalog_ids(agent),
+            ["web-1"],
+            "{name} serves its last catalog"
+        );
+        let endpoints = agent.get("/v1/endpoints/web");
+        endpoints.expect_status(200);
+        assert_eq!(endpoints.header("x-wayfinder-stale"), Some("true"));
+        let ready = agent.get("/ready");
+        let body = ready.json();
+        ready.expect_status(503);
+        assert!(
+            body["store"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("stale")),
+            "/ready says why: {body}"
+        );
+        let metrics = agent.get("/metrics").text();
+        assert!(
+            metrics.lines().any(|l| l == "wayfinder_store_stale 1"),
+            "{name}'s stale gauge is 1"
+        );
+        let refused = agent
+            .put_json(
+                "/v1/agent/service/register",
+                &registration("web-2", "10.0.0.2"),
+            )
+            .expect_error(503);
+        assert!(
+            refused["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("etcd")),
+            "the refusal names etcd: {refused}"
+        );
+    }
+
+    etcd.restart_all();
+    for (name, agent) in [("A", a), ("B", b)] {
+        agent.eventually(SPREAD, &format!("{name} is ready again"), || {
+            match agent.get("/ready").status {
+                200 => Ok(()),
+                other => Err(format!("/ready {other}")),
+            }
+        });
+    }
+    b.register(&registration("web-2", "10.0.0.2"));
+    a.eventually(
+        SPREAD,
+        "A catches up with B's write",
+        || match catalog_ids(a).len() {
+            2 => Ok(()),
+            n => Err(format!("{n} instances")),
+        },
+    );
+    let fresh = a.get("/v1/catalog/service/web");
+    assert!(fresh.header("x-wayfinder-stale").is_none());
+    assert!(
+        a.get("/metrics")
+            .text()
+            .lines()
+            .any(|l| l == "wayfinder_store_stale 0"),
+        "the stale gauge is back to 0"
+    );
+}
+
+#[test]
+#[ignore = "needs etcd: scripts/test"]
+fn an_agent_behind_a_compaction_reads_everything_again_without_going_backwards() {
+    let mut etcd = EtcdCluster::start();
+    // A talks to member 0 only, so it alone loses etcd when that member dies.
+    let a = Agent::start(&["--store", &etcd.member_url(0)]);
+    let b = Agent::start(&["--store", &etcd.url()]);
+    b.register(&registration("web-1", "10.0.0.1"));
+    b.register(&registration("web-2", "10.0.0.2"));
+    a.eventually(SPREAD, "A lists both", || match catalog_ids(&a).len() {
+        2 => Ok(()),
+        n => Err(format!("{n} instances")),
+    });
+    let before = a.get("/v1/health/service/web").index();
+
+    etcd.kill(0);
+    b.deregister("web-1");
+    b.register(&registration("web-3", "10.0.0.3"));
+    let latest = b.get("/v1/catalog/service/web").index();
+    etcd.compact(1, latest);
+    etcd.restart(0);
+
+    a.eventually(SPREAD, "A resyncs to B's catalog", || {
+        match catalog_ids(&a).as_slice() {
+            [x, y] if x == "web-2" && y == "web-3" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let after = a.get("/v1/health/service/web");
+    assert!(after.index() > before, "the index never goes backwards");
+    assert!(after.index() >= latest);
+    // And A follows the watch again after the resync.
+    b.register(&registration("web-4", "10.0.0.4"));
+    a.eventually(SPREAD, "A follows B again", || {
+        match catalog_ids(&a).len() {
+            3 => Ok(()),
+            n => Err(format!("{n} instances")),
+        }
+    });
+    a.register(&registration("web-5", "10.0.0.5"));
+    assert_eq!(catalog_ids(&a).len(), 4, "A writes again");
+}

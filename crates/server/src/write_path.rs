@@ -82,6 +82,9 @@ struct Pending {
 pub struct Writer {
     queue: mpsc::Sender<Pending>,
     healthy: Arc<AtomicBool>,
+    /// Whether the catalog may be behind the shared store's (a cluster agent that lost
+    /// etcd); never set with the embedded store, which is the catalog's only source.
+    stale: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -107,7 +110,18 @@ impl Writer {
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(task.run(stop.clone()));
-        (Writer { queue, healthy }, WriterTaskHandle { task, stop })
+        let writer = Writer {
+            queue,
+            healthy,
+            stale: Arc::new(AtomicBool::new(false)),
+        };
+        (writer, WriterTaskHandle { task, stop })
+    }
+
+    /// Whether this agent has lost its shared store (etcd): it then serves its last catalog
+    /// read-only, says so on every answer, and refuses writes until it has caught up.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Acquire)
     }
 
     /// Whether writes are being accepted and the last store commit succeeded (for `/ready`).

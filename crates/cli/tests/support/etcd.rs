@@ -71,6 +71,43 @@ impl EtcdCluster {
         format!("etcd://{}", hosts.join(","))
     }
 
+    /// `etcd://127.0.0.1:PORT` naming member `i` alone: an agent that loses etcd when that
+    /// one member dies, while agents using [`EtcdCluster::url`] go on.
+    pub fn member_url(&self, i: usize) -> String {
+        format!("etcd://127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    /// Compacts the key-value history up to `revision` (physically), through member `i`'s
+    /// HTTP gateway: a watch from an older revision then fails with "compacted".
+    pub fn compact(&self, i: usize, revision: u64) {
+        let body = format!("{{\"revision\":\"{revision}\",\"physical\":true}}");
+        let answer = self.http(i, "POST", "/v3/kv/compaction", &body);
+        assert!(
+            answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+            "compaction at {revision} failed: {answer}"
+        );
+    }
+
+    /// One HTTP/1.0 request to member `i`'s client port; the whole answer, or "" on failure.
+    fn http(&self, i: usize, method: &str, path: &str, body: &str) -> String {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.members[i].client_port));
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+            return String::new();
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let request = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(request.as_bytes()).is_err() {
+            return String::new();
+        }
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    }
+
     fn launch(&mut self, i: usize) {
         let initial: Vec<String> = self
             .members
@@ -127,20 +164,8 @@ impl EtcdCluster {
 
     /// Whether member `i` answers `GET /health` with `"health":"true"` (it has a leader).
     fn healthy(&self, i: usize) -> bool {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.members[i].client_port));
-        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
-        if stream
-            .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .is_err()
-        {
-            return false;
-        }
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer.contains("\"health\":\"true\"")
+        self.http(i, "GET", "/health", "")
+            .contains("\"health\":\"true\"")
     }
 
     /// Kills member `i` (SIGKILL: an outage) and waits for it to exit.

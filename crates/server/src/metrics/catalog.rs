@@ -28,6 +28,9 @@ pub struct CatalogMetrics {
     pub index: Gauge,
     /// `wayfinder_catalog_writes_total{result}`: write commands by outcome.
     pub writes: Family<WriteResult, Counter>,
+    /// `wayfinder_store_stale`: 1 while a cluster agent has lost etcd and serves its last
+    /// catalog read-only; always 0 with the embedded store.
+    pub stale: Gauge,
 }
 
 impl CatalogMetrics {
@@ -54,6 +57,11 @@ impl CatalogMetrics {
             "catalog_writes",
             "Catalog write commands, by result (ok, rejected, failed)",
             group.writes.clone(),
+        );
+        registry.register(
+            "store_stale",
+            "1 while the agent has lost its shared store (etcd) and serves a stale catalog",
+            group.stale.clone(),
         );
         // Every result shows from the first scrape, at 0.
         for result in ["ok", "rejected", "failed"] {

@@ -66,13 +66,14 @@ impl Writer {
         metrics.published(&snapshots.load());
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
         let healthy = Arc::new(AtomicBool::new(true));
+        let stale = Arc::new(AtomicBool::new(false));
         let follower = tokio::spawn(
             Follower {
                 store: store.clone(),
                 snapshots: Arc::clone(&snapshots),
                 subscribers,
                 metrics: metrics.clone(),
-                healthy: Arc::clone(&healthy),
+                stale: Arc::clone(&stale),
             }
             .run(),
         );
@@ -81,11 +82,17 @@ impl Writer {
             snapshots,
             receiver,
             healthy: Arc::clone(&healthy),
+            stale: Arc::clone(&stale),
             metrics,
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(writer.run(stop.clone(), follower));
-        (Writer { queue, healthy }, WriterTaskHandle { task, stop })
+        let writer = Writer {
+            queue,
+            healthy,
+            stale,
+        };
+        (writer, WriterTaskHandle { task, stop })
     }
 }
 
@@ -94,6 +101,8 @@ struct EtcdWriter {
     snapshots: Arc<Snapshots>,
     receiver: mpsc::Receiver<Pending>,
     healthy: Arc<AtomicBool>,
+    /// Set by the follower while it has no watch on etcd: writes are then refused at once.
+    stale: Arc<AtomicBool>,
     metrics: CatalogMetrics,
 }
 
@@ -134,6 +143,12 @@ impl EtcdWriter {
     /// retrying on conflicts and failed requests, and answers its commands.
     async fn write_next(&mut self, waiting: &mut VecDeque<Pending>) {
         for attempt in 1..=MAX_ATTEMPTS {
+            if self.stale.load(Ordering::Acquire) {
+                let refused: Vec<Pending> = waiting.drain(..).collect();
+                let error = "this agent has lost etcd and serves its last catalog read-only";
+                self.answer(refused, Err(WriteError::Unavailable(error.to_owned())));
+                return;
+            }
             let base = self.snapshots.load();
             let Some(batch) = self.prepare(&base, waiting) else {
                 return;
@@ -254,7 +269,8 @@ struct Follower {
     snapshots: Arc<Snapshots>,
     subscribers: Vec<Arc<dyn Subscriber>>,
     metrics: CatalogMetrics,
-    healthy: Arc<AtomicBool>,
+    /// Shared with the writer and the API: set while there is no watch on etcd.
+    stale: Arc<AtomicBool>,
 }
 
 impl Follower {
@@ -264,36 +280,88 @@ impl Follower {
         loop {
             let from = self.snapshots.load().index() + 1;
             match self.store.watch(from).await {
-                Ok(mut changes) => loop {
-                    match changes.next().await {
-                        Ok(Some(batch)) => {
-                            self.healthy.store(true, Ordering::Release);
-                            for change in batch {
-                                match change {
-                                    Change::Rows(revision, rows) => self.apply(revision, &rows),
-                                    Change::Compacted(revision) => {
-                                        tracing::warn!(
-                                            revision,
-                                            from,
-                                            "etcd compacted past this agent's catalog"
-                                        );
-                                    }
-                                }
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(error) => {
-                            tracing::warn!(%error, "etcd watch broke; re-creating it");
-                            break;
-                        }
-                    }
-                },
+                Ok(mut changes) => {
+                    self.set_stale(false);
+                    self.follow(&mut changes, from).await;
+                }
                 Err(error) => {
-                    self.healthy.store(false, Ordering::Release);
-                    tracing::warn!(%error, "cannot watch etcd; retrying");
+                    if !self.stale.load(Ordering::Acquire) {
+                        tracing::warn!(%error, "lost etcd: serving the last catalog read-only");
+                    }
+                    self.set_stale(true);
                 }
             }
             tokio::time::sleep(RETRY_DELAY).await;
+        }
+    }
+
+    /// Applies one watch stream until it ends or breaks.
+    async fn follow(&self, changes: &mut wayfinder_store::Changes, from: u64) {
+        loop {
+            match changes.next().await {
+                Ok(Some(batch)) => {
+                    for change in batch {
+                        match change {
+                            Change::Rows(revision, rows) => self.apply(revision, &rows),
+                            Change::Compacted(revision) => {
+                                tracing::warn!(
+                                    revision,
+                                    from,
+                                    "etcd compacted past this agent's catalog; reading it all again"
+                                );
+                                if let Err(error) = self.resync().await {
+                                    tracing::warn!(%error, "full resync failed; retrying");
+                                }
+                                return;
+                            }
+                        }
+                    }
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "etcd watch broke; re-creating it");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads the whole catalog again and applies the difference as one write at the read's
+    /// revision, which is above everything applied so far: no index goes backwards, and
+    /// every consumer hears of what changed through the usual events.
+    async fn resync(&self) -> Result<(), wayfinder_store::StoreError> {
+        let stored = self.store.load().await?;
+        let current = self.snapshots.load();
+        let mut rows = wayfinder_catalog::Rows::default();
+        // Everything held now is deleted unless the store still has it.
+        for view in current.all_instances() {
+            rows.instances.insert(view.instance.id.clone(), None);
+        }
+        for check in current.checks() {
+            rows.checks.insert(check.id.clone(), None);
+        }
+        for instance in stored.instances {
+            rows.instances
+                .insert(instance.id.clone(), Some(Arc::new(instance)));
+        }
+        for check in stored.checks {
+            rows.checks.insert(check.id.clone(), Some(Arc::new(check)));
+        }
+        for (name, _) in current.service_indexes() {
+            rows.services.insert(name.clone(), stored.index);
+        }
+        for (name, _) in stored.service_indexes {
+            rows.services.insert(name, stored.index);
+        }
+        self.apply(stored.index, &rows);
+        Ok(())
+    }
+
+    fn set_stale(&self, stale: bool) {
+        let was = self.stale.swap(stale, Ordering::AcqRel);
+        self.metrics.stale.set(i64::from(stale));
+        if was && !stale {
+            tracing::info!("etcd is back: catching up and accepting writes again");
         }
     }
 
