@@ -21,6 +21,7 @@ mod event;
 mod instance;
 mod names;
 mod query;
+mod replica;
 mod status;
 mod validate;
 

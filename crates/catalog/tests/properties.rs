@@ -359,6 +359,8 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     };
     let mut unflushed: Vec<Touched> = Vec::new();
     let mut sent: Vec<Command> = Vec::new();
+    // An agent following this one through a shared store: it sees each write as rows.
+    let mut replica = catalog.clone();
 
     for step in steps {
         let command = match step.action {
@@ -386,6 +388,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     before.index()
                 );
                 check_outcome(&before, &catalog, offered, &outcome)?;
+                check_replica(&mut replica, &catalog, before.index(), offered, &outcome)?;
                 match &command {
                     Command::Register(r) => {
                         history.gone.remove(&r.instance.id);
@@ -418,6 +421,39 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     }
     stored.write(catalog.index(), catalog.rows_for(&unflushed));
     prop_assert_eq!(&stored.restore(), &catalog);
+    Ok(())
+}
+
+/// A replica that applies the write's rows (marked as a shared store's writer marks them)
+/// must end up equal to the catalog that applied the command, with the same events.
+fn check_replica(
+    replica: &mut Catalog,
+    catalog: &Catalog,
+    base: u64,
+    index: u64,
+    outcome: &Outcome,
+) -> Result<(), TestCaseError> {
+    if outcome.is_empty() {
+        return Ok(());
+    }
+    let rows = catalog.rows_for(&outcome.touched).mark_new(base);
+    let replayed = replica
+        .apply_rows(index, &rows)
+        .map_err(|e| TestCaseError::fail(format!("rows refused: {e}")))?;
+    prop_assert_eq!(&*replica, catalog, "a replica applying the rows differs");
+    let sorted = |events: &[wayfinder_catalog::Event]| {
+        let mut all: Vec<String> = events.iter().map(|e| format!("{e:?}")).collect();
+        all.sort();
+        all
+    };
+    prop_assert_eq!(
+        sorted(&replayed.events),
+        sorted(&outcome.events),
+        "a replica heard other events"
+    );
+    let touched: BTreeSet<&Touched> = outcome.touched.iter().collect();
+    let replayed_touched: BTreeSet<&Touched> = replayed.touched.iter().collect();
+    prop_assert_eq!(replayed_touched, touched);
     Ok(())
 }
 

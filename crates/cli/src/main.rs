@@ -69,6 +69,10 @@ struct AgentArgs {
     /// Directory of the durable catalog.
     #[arg(long, env = "WAYFINDER_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Keep the catalog in a shared etcd cluster instead (cluster mode: several agents, one
+    /// catalog), e.g. `etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379?prefix=/wayfinder`.
+    #[arg(long, env = "WAYFINDER_STORE", value_name = "URL")]
+    store: Option<String>,
     /// Directory of service definition files (*.hcl, *.json), reloaded on SIGHUP.
     #[arg(long, value_name = "DIR")]
     config_dir: Option<PathBuf>,
@@ -239,6 +243,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     let config = AgentConfig {
         http_addr: args.http_addr,
         data_dir,
+        store: args.store,
         config_dir: args.config_dir,
         enable_script_checks: args.enable_script_checks,
         enable_local_script_checks: args.enable_local_script_checks,

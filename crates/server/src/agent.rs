@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wayfinder_catalog::{Catalog, CatalogError, CheckId, Command, Source, Touched};
 use wayfinder_health::{Report, Scheduler, SchedulerConfig};
-use wayfinder_store::{EmbeddedStore, Store, StoreError};
+use wayfinder_store::{EmbeddedStore, EtcdSettings, EtcdStore, Store, StoreError};
 
 /// Reports from check runners that may wait for the writer.
 const REPORT_QUEUE: usize = 4096;
@@ -230,6 +230,14 @@ pub struct Agent {
     _temporary: Option<tempfile::TempDir>,
 }
 
+/// The opened store, until the writer takes it.
+enum Backend {
+    /// The embedded file store (the default).
+    Embedded(Arc<dyn Store>),
+    /// A shared etcd cluster (`--store etcd://…`).
+    Etcd(Box<EtcdStore>),
+}
+
 impl Agent {
     /// Opens the store, restores the catalog, loads config files, and binds the listener.
     pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
@@ -266,20 +274,36 @@ impl Agent {
             None => Definitions::default(),
         };
 
-        // Start-up only, before serving: a short blocking open and read is fine here.
-        let store = EmbeddedStore::open(&data_dir)?;
-        let catalog = store.load()?.into_catalog();
-        tracing::info!(
-            index = catalog.index(),
-            instances = catalog.instance_count(),
-            data_dir = %data_dir.display(),
-            "catalog restored"
-        );
+        let (backend, catalog) = match &config.store {
+            Some(url) => {
+                let settings = EtcdSettings::parse(url)?;
+                let store = EtcdStore::connect(settings).await?;
+                let catalog = store.load().await?.into_catalog();
+                tracing::info!(
+                    index = catalog.index(),
+                    instances = catalog.instance_count(),
+                    store = url,
+                    "catalog read from etcd"
+                );
+                (Backend::Etcd(Box::new(store)), catalog)
+            }
+            None => {
+                // Start-up only, before serving: a short blocking open and read is fine here.
+                let store = EmbeddedStore::open(&data_dir)?;
+                let catalog = store.load()?.into_catalog();
+                tracing::info!(
+                    index = catalog.index(),
+                    instances = catalog.instance_count(),
+                    data_dir = %data_dir.display(),
+                    "catalog restored"
+                );
+                (Backend::Embedded(Arc::new(store)), catalog)
+            }
+        };
         let snapshots = Arc::new(Snapshots::new(catalog));
 
         let (reports_tx, reports) = mpsc::channel(REPORT_QUEUE);
         let scheduler = Scheduler::new(reports_tx, SchedulerConfig::default());
-        let store: Arc<dyn Store> = Arc::new(store);
         let node_address = config.http_addr.ip().to_string();
         let events = Arc::new(EventHub::new(&snapshots.load(), node_address.clone()));
         let endpoints = Arc::new(EndpointCache::new(node_address.clone()));
@@ -304,22 +328,25 @@ impl Agent {
         if let Some(gateway) = &gateway {
             GatewayCollector::register(&mut metrics, gateway.routing());
         }
-        let (writer, writer_task) = Writer::spawn(
-            store,
-            Arc::clone(&snapshots),
-            vec![
-                Arc::new(HealthSubscriber(scheduler.clone())),
-                Arc::clone(&endpoints) as Arc<dyn Subscriber>,
-                Arc::clone(&events) as Arc<dyn Subscriber>,
-            ]
-            .into_iter()
-            // The pusher and the gateway only enqueue here; each rebuilds on its own task from
-            // the catalog it is handed, so their place in this list does not matter.
-            .chain(cache.subscriber())
-            .chain(gateway.as_ref().map(|g| g.feed() as Arc<dyn Subscriber>))
-            .collect(),
-            catalog_metrics,
-        );
+        let subscribers: Vec<Arc<dyn Subscriber>> = vec![
+            Arc::new(HealthSubscriber(scheduler.clone())),
+            Arc::clone(&endpoints) as Arc<dyn Subscriber>,
+            Arc::clone(&events) as Arc<dyn Subscriber>,
+        ]
+        .into_iter()
+        // The pusher and the gateway only enqueue here; each rebuilds on its own task from
+        // the catalog it is handed, so their place in this list does not matter.
+        .chain(cache.subscriber())
+        .chain(gateway.as_ref().map(|g| g.feed() as Arc<dyn Subscriber>))
+        .collect();
+        let (writer, writer_task) = match backend {
+            Backend::Embedded(store) => {
+                Writer::spawn(store, Arc::clone(&snapshots), subscribers, catalog_metrics)
+            }
+            Backend::Etcd(store) => {
+                Writer::spawn_etcd(*store, Arc::clone(&snapshots), subscribers, catalog_metrics)
+            }
+        };
         {
             let catalog = snapshots.load();
             let all: Vec<_> = catalog.checks().map(|c| c.id.clone()).collect();

@@ -28,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 use wayfinder_catalog::{Catalog, CatalogError, Command, Event, Touched};
 use wayfinder_store::Store;
 
+mod etcd;
+
 /// Most commands folded into one store commit. Bounds the latency a batch adds to its first
 /// command and the size of one transaction.
 pub const MAX_BATCH: usize = 4096;
@@ -43,6 +45,10 @@ pub enum WriteError {
     /// The store could not make the batch durable; nothing changed.
     #[error("the store could not save the change: {0}; check the data dir's disk and permissions")]
     Store(String),
+    /// The shared store (etcd) cannot be reached, or the write could not be confirmed in
+    /// time; the write may or may not have happened, and the catalog is served read-only.
+    #[error("the shared store is unavailable: {0}; retry once etcd is reachable again")]
+    Unavailable(String),
     /// The agent is shutting down and accepts no more writes.
     #[error("the agent is shutting down; retry against a running agent")]
     ShuttingDown,
@@ -79,6 +85,9 @@ struct Pending {
 pub struct Writer {
     queue: mpsc::Sender<Pending>,
     healthy: Arc<AtomicBool>,
+    /// Whether the catalog may be behind the shared store's (a cluster agent that lost
+    /// etcd); never set with the embedded store, which is the catalog's only source.
+    stale: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -104,7 +113,18 @@ impl Writer {
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(task.run(stop.clone()));
-        (Writer { queue, healthy }, WriterTaskHandle { task, stop })
+        let writer = Writer {
+            queue,
+            healthy,
+            stale: Arc::new(AtomicBool::new(false)),
+        };
+        (writer, WriterTaskHandle { task, stop })
+    }
+
+    /// Whether this agent has lost its shared store (etcd): it then serves its last catalog
+    /// read-only, says so on every answer, and refuses writes until it has caught up.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Acquire)
     }
 
     /// Whether writes are being accepted and the last store commit succeeded (for `/ready`).
@@ -301,17 +321,16 @@ impl WriterTask {
             Ok(()) => {
                 // Subscribers first (renderings, check runners), then the swap that wakes
                 // blocking readers: whoever is woken finds every derived view already current.
-                let change = Published {
-                    catalog: &batch.catalog,
-                    touched: &batch.touched,
-                    events: &batch.events,
-                };
-                for subscriber in &self.subscribers {
-                    subscriber.published(&change);
-                }
-                self.snapshots
-                    .publish(Arc::clone(&batch.catalog), &batch.touched);
-                self.metrics.published(&batch.catalog);
+                publish(
+                    &self.subscribers,
+                    &self.snapshots,
+                    &self.metrics,
+                    &Published {
+                        catalog: &batch.catalog,
+                        touched: &batch.touched,
+                        events: &batch.events,
+                    },
+                );
                 self.metrics.wrote("ok", batch.accepted.len());
                 for pending in &batch.accepted {
                     self.metrics.propagated(pending.submitted.elapsed());
@@ -329,6 +348,21 @@ impl WriterTask {
             let _ = pending.reply.send(reply.clone());
         }
     }
+}
+
+/// Hands a durable batch to every subscriber, then swaps it in for readers: whoever is woken
+/// finds every derived view already current.
+fn publish(
+    subscribers: &[Arc<dyn Subscriber>],
+    snapshots: &Snapshots,
+    metrics: &CatalogMetrics,
+    change: &Published<'_>,
+) {
+    for subscriber in subscribers {
+        subscriber.published(change);
+    }
+    snapshots.publish(Arc::clone(change.catalog), change.touched);
+    metrics.published(change.catalog);
 }
 
 #[cfg(test)]

@@ -106,4 +106,30 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+
+    /// A `--store` URL that cannot be used.
+    #[error(
+        "bad --store URL {url:?}: {reason}; use etcd://host:port[,host:port...][?prefix=/wayfinder]"
+    )]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// etcd did not answer or refused a request.
+    #[error(
+        "etcd at {endpoints}: {action} failed: {source}; check that a majority of the etcd \
+         members is up and reachable from this agent"
+    )]
+    Etcd {
+        /// The members the agent talks to.
+        endpoints: String,
+        /// What the store was doing (`connect`, `load`, `commit`, `watch`).
+        action: &'static str,
+        /// The client's error.
+        #[source]
+        source: Box<dyn Error + Send + Sync>,
+    },
 }

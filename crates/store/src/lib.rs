@@ -19,10 +19,12 @@
 
 mod embedded;
 mod error;
+mod etcd;
 mod tables;
 
 pub use embedded::{EmbeddedStore, FILE_NAME};
 pub use error::StoreError;
+pub use etcd::{Change, Changes, Commit, DEFAULT_PREFIX, EtcdSettings, EtcdStore};
 
 use wayfinder_catalog::{Catalog, Check, Instance, Rows, ServiceName};
 

@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod etcd;
 pub mod memcached;
 
 use std::fmt;

@@ -126,7 +126,7 @@ impl From<WriteError> for ApiError {
             e @ WriteError::Store(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
-            e @ WriteError::ShuttingDown => {
+            e @ (WriteError::ShuttingDown | WriteError::Unavailable(_)) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
         }

@@ -79,6 +79,7 @@ fn answer(state: &ApiState, request: &Request<Body>) -> Option<Response> {
         || request.headers().contains_key(header::IF_NONE_MATCH)
         || state.provider.is_some()
         || !state.is_ready()
+        || state.writer.is_stale()
     {
         return None;
     }

@@ -155,6 +155,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
+/// Set on every answer of a cluster agent that has lost etcd: the catalog it serves may be
+/// out of date (it is the last one the agent applied).
+pub const STALE_HEADER: &str = "x-wayfinder-stale";
+
 /// The route label of a request no route matched (the fallbacks): one label for every such
 /// path, so a scanner cannot grow the label set.
 const UNMATCHED: &str = "unmatched";
@@ -186,7 +190,12 @@ async fn count_requests(
                 .unwrap_or_else(|| RouteTimer(tokio::time::Instant::now())),
         ),
     };
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if state.writer.is_stale() {
+        response
+            .headers_mut()
+            .insert(STALE_HEADER, http::HeaderValue::from_static("true"));
+    }
     state
         .api_metrics
         .answered(&route, response.status().as_u16(), timer);

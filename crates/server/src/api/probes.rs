@@ -15,10 +15,15 @@ pub async fn health() -> Response {
 /// 200 when the catalog is loaded and the last store commit succeeded, else 503 saying which.
 pub async fn ready(state: State) -> Response {
     let catalog = state.is_ready();
-    let store = state.writer.is_healthy();
+    let stale = state.writer.is_stale();
+    let store = state.writer.is_healthy() && !stale;
     let body = object!({
         "catalog": if catalog { "loaded" } else { "loading" },
-        "store": if store { "ok" } else { "failing: writes are not being saved; see the agent's log" },
+        "store": match (stale, store) {
+            (true, _) => "stale: etcd is unreachable; the catalog is served read-only and may be out of date",
+            (false, true) => "ok",
+            (false, false) => "failing: writes are not being saved; see the agent's log",
+        },
     });
     if catalog && store {
         json(&body)

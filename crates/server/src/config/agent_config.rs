@@ -39,6 +39,9 @@ pub struct AgentConfig {
     pub http_addr: SocketAddr,
     /// Where the catalog is stored.
     pub data_dir: DataDir,
+    /// A shared store (`etcd://h1:2379,h2:2379[?prefix=/wayfinder]`) holding the catalog for
+    /// several agents (cluster mode); `None` keeps it in the embedded store under `data_dir`.
+    pub store: Option<String>,
     /// Directory of service definition files (`*.hcl`, `*.json`), if any.
     pub config_dir: Option<PathBuf>,
     /// Allow script checks registered through the HTTP API (remote code execution: off by
@@ -72,6 +75,7 @@ impl AgentConfig {
         Self {
             http_addr,
             data_dir: DataDir::Temporary,
+            store: None,
             config_dir: None,
             enable_script_checks: false,
             enable_local_script_checks: false,

@@ -33,6 +33,9 @@ pub struct CatalogMetrics {
     /// (durable, applied, every read interface notified, readers' snapshot swapped), per
     /// accepted command — how stale an answer can be because of the write path itself.
     pub propagation: Histogram,
+    /// `wayfinder_store_stale`: 1 while a cluster agent has lost etcd and serves its last
+    /// catalog read-only; always 0 with the embedded store.
+    pub stale: Gauge,
 }
 
 impl Default for CatalogMetrics {
@@ -43,6 +46,7 @@ impl Default for CatalogMetrics {
             index: Gauge::default(),
             writes: Family::default(),
             propagation: Histogram::new(super::duration_buckets()),
+            stale: Gauge::default(),
         }
     }
 }
@@ -76,6 +80,11 @@ impl CatalogMetrics {
             "catalog_propagation_seconds",
             "Time from a write's submission to its publication to every read interface",
             group.propagation.clone(),
+        );
+        registry.register(
+            "store_stale",
+            "1 while the agent has lost its shared store (etcd) and serves a stale catalog",
+            group.stale.clone(),
         );
         // Every result shows from the first scrape, at 0.
         for result in ["ok", "rejected", "failed"] {

@@ -386,7 +386,7 @@ impl MirrorTask {
                     tracing::warn!(%error, command = %what, "mirrored change refused by the catalog");
                 }
                 Err(WriteError::ShuttingDown) => return false,
-                Err(error @ WriteError::Store(_)) => {
+                Err(error @ (WriteError::Store(_) | WriteError::Unavailable(_))) => {
                     tracing::warn!(%error, command = %what, "mirrored change not written; retrying");
                     written = false;
                 }
