@@ -1,20 +1,18 @@
 //! `/v1/agent/*`: registration, deregistration, TTL updates, and the agent's local view.
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::health::{health_checks, observe};
 use super::query::{Params, indexed, json};
-use super::{ApiState, State, body};
+use super::{State, body};
 use crate::blocking::{self, Scope};
-use crate::consul::request::{CheckUpdateBody, ServiceBody, check_registration};
+use crate::consul::request::{CheckBody, CheckUpdateBody, ServiceBody, check_registration};
 use crate::consul::response::{AgentServiceJson, HealthCheckJson};
 use axum::body::Body;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{MethodRouter, put};
 use serde_json::json as object;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use wayfinder_catalog::{Check, CheckId, CheckKind, Command, InstanceId, Source, Status};
 
 /// Message for a script check refused because the agent does not allow them.
@@ -23,6 +21,14 @@ const SCRIPTS_DISABLED: &str = "script checks (Args/ScriptArgs) are disabled on 
      reach the API run programs), or define the check in --config-dir with --enable-local-script-checks";
 
 /// `GET /v1/agent/self`: who this agent is. Every top-level value is an object (Go client).
+#[utoipa::path(
+    get,
+    path = "/v1/agent/self",
+    tag = "agent",
+    responses(
+        (status = 200, description = "This agent as a Consul node: Config, Member, Coord, DebugConfig, Meta, Stats", body = Object),
+    )
+)]
 pub async fn self_info(state: State) -> Response {
     let node = &state.node;
     json(&object!({
@@ -51,6 +57,16 @@ pub async fn self_info(state: State) -> Response {
 
 /// `GET /v1/agent/services`: every instance on this agent, by ID. Blocks on the catalog index
 /// (Consul blocks these on a content hash; an index serves the same purpose and is cheaper).
+#[utoipa::path(
+    get,
+    path = "/v1/agent/services",
+    tag = "agent",
+    params(super::openapi::Blocking),
+    responses(
+        (status = 200, description = "Every instance on this agent, by ID", body = BTreeMap<String, AgentServiceJson<'_>>, headers(("X-Consul-Index" = u64, description = "The index of this answer; pass it as `?index=` to block for the next change"))),
+        (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+    )
+)]
 pub async fn services(state: State, params: Params) -> Result<Response, ApiError> {
     let catalog = blocking::wait(&state.snapshots, Scope::Catalog, params.blocking()?).await;
     let services: BTreeMap<&str, AgentServiceJson<'_>> = catalog
@@ -67,6 +83,16 @@ pub async fn services(state: State, params: Params) -> Result<Response, ApiError
 
 /// `GET /v1/agent/checks`: every check on this agent, by ID, with the last run's output.
 /// Blocks on the catalog index.
+#[utoipa::path(
+    get,
+    path = "/v1/agent/checks",
+    tag = "agent",
+    params(super::openapi::Blocking),
+    responses(
+        (status = 200, description = "Every check on this agent, by ID, with the last run's output", body = BTreeMap<String, HealthCheckJson<'_>>, headers(("X-Consul-Index" = u64, description = "The index of this answer; pass it as `?index=` to block for the next change"))),
+        (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+    )
+)]
 pub async fn checks(state: State, params: Params) -> Result<Response, ApiError> {
     let catalog = blocking::wait(&state.snapshots, Scope::Catalog, params.blocking()?).await;
     let all: Vec<_> = catalog.checks().collect();
@@ -80,6 +106,18 @@ pub async fn checks(state: State, params: Params) -> Result<Response, ApiError> 
 }
 
 /// `PUT /v1/agent/service/register`: upsert an instance with its checks.
+#[utoipa::path(
+    put,
+    path = "/v1/agent/service/register",
+    tag = "agent",
+    params(("replace-existing-checks" = Option<bool>, Query, description = "Drop the instance's checks that this registration does not list")),
+    request_body(content = ServiceBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Registered, durably"),
+        (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+        (status = 403, description = "This agent refuses writes (a mirror or provider-only agent)", body = ErrorBody<'_>),
+    )
+)]
 pub async fn register(state: State, params: Params, request: Body) -> Result<StatusCode, ApiError> {
     state.check_writable()?;
     let value = body::json(request).await?;
@@ -112,6 +150,17 @@ fn unknown_check(id: &str) -> ApiError {
 }
 
 /// `PUT /v1/agent/service/deregister/{id}`: remove an instance and its checks.
+#[utoipa::path(
+    method(get, put),
+    path = "/v1/agent/service/deregister/{id}",
+    tag = "agent",
+    params(("id" = String, Path, description = "The instance ID")),
+    responses(
+        (status = 200, description = "Deregistered, durably"),
+        (status = 403, description = "This agent refuses writes (a mirror or provider-only agent)", body = ErrorBody<'_>),
+        (status = 404, description = "No instance has this ID", body = ErrorBody<'_>),
+    )
+)]
 pub async fn deregister(state: State, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     state.check_writable()?;
     let id = InstanceId::new(&id, "ID").map_err(|_| unknown_service(&id))?;
@@ -120,6 +169,17 @@ pub async fn deregister(state: State, Path(id): Path<String>) -> Result<StatusCo
 }
 
 /// `PUT /v1/agent/check/register`: add a check on its own (node-level or to a service).
+#[utoipa::path(
+    put,
+    path = "/v1/agent/check/register",
+    tag = "agent",
+    request_body(content = CheckBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Registered, durably"),
+        (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+        (status = 403, description = "This agent refuses writes (a mirror or provider-only agent)", body = ErrorBody<'_>),
+    )
+)]
 pub async fn register_check(state: State, request: Body) -> Result<StatusCode, ApiError> {
     state.check_writable()?;
     let value = body::json(request).await?;
@@ -135,6 +195,17 @@ pub async fn register_check(state: State, request: Body) -> Result<StatusCode, A
 }
 
 /// `PUT /v1/agent/check/deregister/{id}`.
+#[utoipa::path(
+    method(get, put),
+    path = "/v1/agent/check/deregister/{id}",
+    tag = "agent",
+    params(("id" = String, Path, description = "The check ID")),
+    responses(
+        (status = 200, description = "Deregistered, durably"),
+        (status = 403, description = "This agent refuses writes (a mirror or provider-only agent)", body = ErrorBody<'_>),
+        (status = 404, description = "No check has this ID", body = ErrorBody<'_>),
+    )
+)]
 pub async fn deregister_check(
     state: State,
     Path(id): Path<String>,
@@ -145,17 +216,113 @@ pub async fn deregister_check(
     Ok(StatusCode::OK)
 }
 
-/// The route of `PUT /v1/agent/check/{pass,warn,fail}/{id}?note=`, one per `status`: a TTL
-/// update with the note as output. GET is taken too: python-consul 0.7.1 heartbeats with GET
-/// (reference §0.7).
-pub fn heartbeat_route(status: Status) -> MethodRouter<Arc<ApiState>> {
-    let handler = move |state: State, Path(id): Path<String>, params: Params| async move {
-        heartbeat(&state, &id, status, params.get("note").unwrap_or("")).await
-    };
-    put(handler).get(handler)
+/// `PUT /v1/agent/check/pass/{id}?note=`: a TTL update to passing with the note as output.
+/// GET is taken too: python-consul 0.7.1 heartbeats with GET (reference §0.7).
+#[utoipa::path(
+    method(get, put),
+    path = "/v1/agent/check/pass/{id}",
+    tag = "agent",
+    params(
+        ("id" = String, Path, description = "The TTL check's ID"),
+        ("note" = Option<String>, Query, description = "The check's new output"),
+    ),
+    responses(
+        (status = 200, description = "Recorded"),
+        (status = 400, description = "Not a TTL check, or a bad query", body = ErrorBody<'_>),
+        (status = 403, description = "This agent refuses writes (a mirror or provider-only agent)", body = ErrorBody<'_>),
+        (status = 404, description = "No check has this ID", body = ErrorBody<'_>),
+    )
+)]
+pub async fn pass(
+    state: State,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<StatusCode, ApiError> {
+    heartbeat(
+        &state,
+        &id,
+        Status::Passing,
+        params.get("note").unwrap_or(""),
+    )
+    .await
+}
+
+/// `PUT /v1/agent/check/warn/{id}?note=`: a TTL update to warning with the note as output.
+/// GET is taken too: python-consul 0.7.1 heartbeats with GET (reference §0.7).
+#[utoipa::path(
+    method(get, put),
+    path = "/v1/agent/check/warn/{id}",
+    tag = "agent",
+    params(
+        ("id" = String, Path, description = "The TTL check's ID"),
+        ("note" = Option<String>, Query, description = "The check's new output"),
+    ),
+    responses(
+        (status = 200, description = "Recorded"),
+        (status = 400, description = "Not a TTL check, or a bad query", body = ErrorBody<'_>),
+        (status = 403, description = "This agent refuses writes (a mirror or provider-only agent)", body = ErrorBody<'_>),
+        (status = 404, description = "No check has this ID", body = ErrorBody<'_>),
+    )
+)]
+pub async fn warn(
+    state: State,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<StatusCode, ApiError> {
+    heartbeat(
+        &state,
+        &id,
+        Status::Warning,
+        params.get("note").unwrap_or(""),
+    )
+    .await
+}
+
+/// `PUT /v1/agent/check/fail/{id}?note=`: a TTL update to critical with the note as output.
+/// GET is taken too: python-consul 0.7.1 heartbeats with GET (reference §0.7).
+#[utoipa::path(
+    method(get, put),
+    path = "/v1/agent/check/fail/{id}",
+    tag = "agent",
+    params(
+        ("id" = String, Path, description = "The TTL check's ID"),
+        ("note" = Option<String>, Query, description = "The check's new output"),
+    ),
+    responses(
+        (status = 200, description = "Recorded"),
+        (status = 400, description = "Not a TTL check, or a bad query", body = ErrorBody<'_>),
+        (status = 403, description = "This agent refuses writes (a mirror or provider-only agent)", body = ErrorBody<'_>),
+        (status = 404, description = "No check has this ID", body = ErrorBody<'_>),
+    )
+)]
+pub async fn fail(
+    state: State,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<StatusCode, ApiError> {
+    heartbeat(
+        &state,
+        &id,
+        Status::Critical,
+        params.get("note").unwrap_or(""),
+    )
+    .await
 }
 
 /// `PUT /v1/agent/check/update/{id}` with `{"Status", "Output"}`.
+#[utoipa::path(
+    put,
+    path = "/v1/agent/check/update/{id}",
+    tag = "agent",
+    params(("id" = String, Path, description = "The TTL check's ID")),
+    request_body(content = CheckUpdateBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Recorded"),
+        (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+        (status = 403, description = "This agent refuses writes (a mirror or provider-only agent)", body = ErrorBody<'_>),
+        (status = 404, description = "No check has this ID", body = ErrorBody<'_>),
+    )
+)]
 pub async fn update(
     state: State,
     Path(id): Path<String>,

@@ -1,7 +1,7 @@
 //! `/v1/catalog/*`: what is registered, regardless of health.
 
 use super::State;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::query::{Params, indexed};
 use crate::blocking::{self, Scope};
 use crate::consul::response::ServiceNodeJson;
@@ -20,6 +20,17 @@ pub(super) fn node_meta_matches(params: &Params) -> bool {
 
 /// `GET /v1/catalog/services`: service name → union of its instances' tags. Blocks on the
 /// catalog index.
+#[utoipa::path(
+    get,
+    path = "/v1/catalog/services",
+    tag = "catalog",
+    params(("node-meta" = Option<Vec<String>>, Query, description = "`key:value` filters on the node"), super::openapi::Consistency, super::openapi::Blocking),
+    responses(
+        (status = 200, description = "Service name to the union of its instances' tags", body = BTreeMap<String, Vec<String>>, headers(("X-Consul-Index" = u64, description = "The index of this answer; pass it as `?index=` to block for the next change"))),
+        (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+        (status = 500, description = "`dc` names another datacenter (Consul answers 500 too)", body = ErrorBody<'_>),
+    )
+)]
 pub async fn services(state: State, params: Params) -> Result<Response, ApiError> {
     params.check_read(&state.node.datacenter)?;
     let catalog = blocking::wait(&state.snapshots, Scope::Catalog, params.blocking()?).await;
@@ -34,6 +45,17 @@ pub async fn services(state: State, params: Params) -> Result<Response, ApiError
 
 /// `GET /v1/catalog/service/{name}?tag=`: every instance of a service as a ServiceNode.
 /// Blocks on the service's own index.
+#[utoipa::path(
+    get,
+    path = "/v1/catalog/service/{name}",
+    tag = "catalog",
+    params(("name" = String, Path, description = "The service name"), ("tag" = Option<Vec<String>>, Query, description = "Keep instances with every one of these tags"), ("node-meta" = Option<Vec<String>>, Query, description = "`key:value` filters on the node"), super::openapi::Consistency, super::openapi::Blocking),
+    responses(
+        (status = 200, description = "Every instance of the service, as Consul ServiceNodes", body = Vec<ServiceNodeJson<'_>>, headers(("X-Consul-Index" = u64, description = "The index of this answer; pass it as `?index=` to block for the next change"))),
+        (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+        (status = 500, description = "`dc` names another datacenter (Consul answers 500 too)", body = ErrorBody<'_>),
+    )
+)]
 pub async fn service(
     state: State,
     Path(name): Path<String>,

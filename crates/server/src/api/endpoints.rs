@@ -3,10 +3,10 @@
 //! `?index=&wait=`, and `X-Cache-Status` saying whether the pre-rendered answer was used.
 
 use super::State;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::query::Params;
 use crate::blocking::{self, Scope};
-use crate::endpoints::{EndpointFilter, Rendered};
+use crate::endpoints::{EndpointFilter, EndpointJson, Rendered};
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +27,19 @@ pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json"
 const RETRY_AFTER_SECONDS: &str = "1";
 
 /// `GET /v1/endpoints/{service}`.
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints/{service}",
+    tag = "endpoints",
+    params(("service" = String, Path, description = "The service name"), ("tag" = Option<Vec<String>>, Query, description = "Keep endpoints with every one of these tags"), ("meta" = Option<Vec<String>>, Query, description = "`key:value`: keep endpoints with this meta"), ("include" = Option<String>, Query, description = "`warning` to list warning instances too"), ("If-None-Match" = Option<String>, Header, description = "An ETag of a previous answer: 304 if unchanged"), super::openapi::Blocking),
+    responses(
+        (status = 200, description = "The healthy endpoints of the service. Plain reads of a rendered answer are served before routing (api/fast_path.rs) with the same bytes and headers", body = Vec<EndpointJson<'_>>, headers(("X-Consul-Index" = u64, description = "The service's index; pass it as `?index=` to block for the next change"), ("ETag" = String, description = "The answer's entity tag, for If-None-Match"), ("X-Cache-Status" = String, description = "HIT (pre-rendered), MISS or BYPASS"))),
+        (status = 304, description = "If-None-Match names the current answer"),
+        (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+        (status = 404, description = "No instance is registered under that name", body = ErrorBody<'_>),
+        (status = 503, description = "Nothing healthy right now, or the catalog is not loaded yet; see Retry-After", body = ErrorBody<'_>, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn endpoints(
     state: State,
     Path(service): Path<String>,
@@ -81,12 +94,33 @@ pub async fn endpoints(
     Ok(respond(&rendered, cache_status, &headers))
 }
 
-/// `GET /v1/endpoints/`: the one question without a service name.
+/// `GET /v1/endpoints`: the one question without a service name.
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints",
+    tag = "endpoints",
+    responses(
+        (status = 400, description = "A service name is required", body = ErrorBody<'_>),
+    )
+)]
 pub async fn missing_service() -> ApiError {
     ApiError::field(
         "service",
         "a service name is required: GET /v1/endpoints/{service}",
     )
+}
+
+/// `GET /v1/endpoints/`: the same question, with the trailing slash.
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints/",
+    tag = "endpoints",
+    responses(
+        (status = 400, description = "A service name is required", body = ErrorBody<'_>),
+    )
+)]
+pub async fn missing_service_slash() -> ApiError {
+    missing_service().await
 }
 
 fn filter(params: &Params) -> Result<EndpointFilter, ApiError> {

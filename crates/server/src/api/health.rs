@@ -1,7 +1,7 @@
 //! `/v1/health/*`: instances and checks filtered by health.
 
 use super::catalog::node_meta_matches;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::query::{Params, indexed, indexed_bytes};
 use super::{ApiState, State};
 use crate::blocking::{self, Scope};
@@ -23,6 +23,17 @@ fn last_run(observation: Option<&Observation>) -> LastRun<'_> {
 
 /// `GET /v1/health/service/{name}?passing&tag=`: instances with node, service and checks.
 /// `?passing` keeps only instances whose every check passes (warning is dropped, as in Consul).
+#[utoipa::path(
+    get,
+    path = "/v1/health/service/{name}",
+    tag = "health",
+    params(("name" = String, Path, description = "The service name"), ("passing" = Option<bool>, Query, description = "Keep only instances whose every check passes"), ("tag" = Option<Vec<String>>, Query, description = "Keep instances with every one of these tags"), ("node-meta" = Option<Vec<String>>, Query, description = "`key:value` filters on the node"), super::openapi::Consistency, super::openapi::Blocking),
+    responses(
+        (status = 200, description = "The service's instances with node, service and checks", body = Vec<ServiceEntryJson<'_>>, headers(("X-Consul-Index" = u64, description = "The index of this answer; pass it as `?index=` to block for the next change"))),
+        (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+        (status = 500, description = "`dc` names another datacenter (Consul answers 500 too)", body = ErrorBody<'_>),
+    )
+)]
 pub async fn service(
     state: State,
     Path(name): Path<String>,
@@ -94,6 +105,17 @@ fn render_service(
 }
 
 /// `GET /v1/health/checks/{name}`: the checks of every instance of a service.
+#[utoipa::path(
+    get,
+    path = "/v1/health/checks/{name}",
+    tag = "health",
+    params(("name" = String, Path, description = "The service name"), super::openapi::Consistency, super::openapi::Blocking),
+    responses(
+        (status = 200, description = "The checks of every instance of the service", body = Vec<HealthCheckJson<'_>>, headers(("X-Consul-Index" = u64, description = "The index of this answer; pass it as `?index=` to block for the next change"))),
+        (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+        (status = 500, description = "`dc` names another datacenter (Consul answers 500 too)", body = ErrorBody<'_>),
+    )
+)]
 pub async fn checks(
     state: State,
     Path(name): Path<String>,
@@ -110,6 +132,17 @@ pub async fn checks(
 
 /// `GET /v1/health/state/{state}`: every check in a state (`any` for all), including the
 /// node's `serfHealth`, which is always passing.
+#[utoipa::path(
+    get,
+    path = "/v1/health/state/{state}",
+    tag = "health",
+    params(("state" = String, Path, description = "`any`, `passing`, `warning` or `critical`"), super::openapi::Consistency, super::openapi::Blocking),
+    responses(
+        (status = 200, description = "Every check in that state, with the node's serfHealth", body = Vec<HealthCheckJson<'_>>, headers(("X-Consul-Index" = u64, description = "The index of this answer; pass it as `?index=` to block for the next change"))),
+        (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+        (status = 500, description = "`dc` names another datacenter (Consul answers 500 too)", body = ErrorBody<'_>),
+    )
+)]
 pub async fn state(
     state: State,
     Path(wanted): Path<String>,

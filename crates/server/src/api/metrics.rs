@@ -2,18 +2,36 @@
 //! (Consul's path: JSON by default, the same text with `?format=prometheus`).
 
 use super::State;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::query::{Params, json};
 use crate::metrics::OPENMETRICS_CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operator",
+    responses(
+        (status = 200, description = "Every metric, in the OpenMetrics text format", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    )
+)]
 pub async fn prometheus(state: State) -> Response {
     openmetrics(&state)
 }
 
 /// `GET /v1/agent/metrics[?format=prometheus]`.
+#[utoipa::path(
+    get,
+    path = "/v1/agent/metrics",
+    tag = "operator",
+    params(("format" = Option<String>, Query, description = "`prometheus` for the OpenMetrics text")),
+    responses(
+        (status = 200, description = "Every metric: JSON by default, OpenMetrics text with `format=prometheus`", content((Object = "application/json"), (String = "application/openmetrics-text; version=1.0.0; charset=utf-8"))),
+        (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+    )
+)]
 pub async fn agent_metrics(state: State, params: Params) -> Result<Response, ApiError> {
     match params.get("format") {
         None | Some("") => match state.metrics.to_json() {

@@ -12,6 +12,7 @@ mod fast_path;
 mod health;
 mod listener;
 mod metrics;
+mod openapi;
 mod probes;
 mod query;
 mod routes;
@@ -40,9 +41,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::MatchedPath;
 use axum::http::{Request, StatusCode};
-use axum::routing::{get, put};
 use std::sync::Arc;
-use wayfinder_catalog::Status;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use wayfinder_health::Scheduler;
 
 /// What every handler can reach.
@@ -98,56 +100,60 @@ impl ApiState {
 /// Shared handler state.
 pub type State = axum::extract::State<Arc<ApiState>>;
 
-/// Builds the router for every `/v1` endpoint.
-pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/v1/agent/self", get(agent::self_info))
-        .route("/v1/agent/metrics", get(metrics::agent_metrics))
-        .route("/metrics", get(metrics::prometheus))
-        .route("/v1/agent/services", get(agent::services))
-        .route("/v1/agent/checks", get(agent::checks))
-        .route("/v1/agent/service/register", put(agent::register))
+/// Every route the agent serves, each with its OpenAPI documentation: the one list both the
+/// router and `/v1/openapi.json` are made from. A handler is listed with `routes!`, which
+/// takes its path and methods from the handler's `#[utoipa::path]`.
+fn routes() -> OpenApiRouter<Arc<ApiState>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(agent::self_info))
+        .routes(routes!(metrics::agent_metrics))
+        .routes(routes!(metrics::prometheus))
+        .routes(routes!(agent::services))
+        .routes(routes!(agent::checks))
+        .routes(routes!(agent::register))
         // GET too: python-consul 0.7.1 deregisters and heartbeats with GET (reference §0.7).
-        .route(
-            "/v1/agent/service/deregister/{id}",
-            put(agent::deregister).get(agent::deregister),
-        )
-        .route("/v1/agent/check/register", put(agent::register_check))
-        .route(
-            "/v1/agent/check/deregister/{id}",
-            put(agent::deregister_check).get(agent::deregister_check),
-        )
-        .route(
-            "/v1/agent/check/pass/{id}",
-            agent::heartbeat_route(Status::Passing),
-        )
-        .route(
-            "/v1/agent/check/warn/{id}",
-            agent::heartbeat_route(Status::Warning),
-        )
-        .route(
-            "/v1/agent/check/fail/{id}",
-            agent::heartbeat_route(Status::Critical),
-        )
-        .route("/v1/agent/check/update/{id}", put(agent::update))
-        .route("/v1/catalog/services", get(catalog::services))
-        .route("/v1/catalog/service/{name}", get(catalog::service))
-        .route("/v1/health/service/{name}", get(health::service))
-        .route("/v1/health/checks/{name}", get(health::checks))
-        .route("/v1/health/state/{state}", get(health::state))
-        .route("/v1/status/leader", get(status::leader))
-        .route("/v1/status/peers", get(status::peers))
-        .route("/v1/endpoints/{service}", get(endpoints::endpoints))
-        .route("/v1/endpoints", get(endpoints::missing_service))
-        .route("/v1/endpoints/", get(endpoints::missing_service))
-        .route("/v1/routes", get(routes::routes))
-        .route("/v1/watch/{service}", get(watch::service))
-        .route("/v1/watch", get(watch::all))
-        .route("/health", get(probes::health))
-        .route("/ready", get(probes::ready))
+        .routes(routes!(agent::deregister))
+        .routes(routes!(agent::register_check))
+        .routes(routes!(agent::deregister_check))
+        .routes(routes!(agent::pass))
+        .routes(routes!(agent::warn))
+        .routes(routes!(agent::fail))
+        .routes(routes!(agent::update))
+        .routes(routes!(catalog::services))
+        .routes(routes!(catalog::service))
+        .routes(routes!(health::service))
+        .routes(routes!(health::checks))
+        .routes(routes!(health::state))
+        .routes(routes!(status::leader))
+        .routes(routes!(status::peers))
+        .routes(routes!(endpoints::endpoints))
+        .routes(routes!(endpoints::missing_service))
+        .routes(routes!(endpoints::missing_service_slash))
+        .routes(routes!(routes::routes))
+        .routes(routes!(watch::service))
+        .routes(routes!(watch::all))
+        .routes(routes!(probes::health))
+        .routes(routes!(probes::ready))
+        .routes(routes!(openapi::document))
+}
+
+/// The routes with their fallbacks, and the document describing them (before state and the
+/// request counter are added; a test compares the two).
+fn routed() -> (Router<Arc<ApiState>>, utoipa::openapi::OpenApi) {
+    let (router, mut document) = routes().split_for_parts();
+    openapi::unique_operation_ids(&mut document);
+    let router = router
         .fallback(unknown_path)
         // A router-level fallback, not a middleware: nothing is added to every request's path.
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    (router, document)
+}
+
+/// Builds the router for every endpoint. Routes are added in [`routes`], with their
+/// documentation, never here.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let (router, _) = routed();
+    router
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             count_requests,

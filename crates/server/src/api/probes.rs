@@ -8,11 +8,28 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json as object;
 
 /// Always 200 while the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operator",
+    responses(
+        (status = 200, description = "The process serves HTTP", body = Object),
+    )
+)]
 pub async fn health() -> Response {
     json(&object!({"status": "ok"}))
 }
 
 /// 200 when the catalog is loaded and the last store commit succeeded, else 503 saying which.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operator",
+    responses(
+        (status = 200, description = "The catalog is loaded and the store accepts writes", body = Object),
+        (status = 503, description = "Not ready: the body says which part", body = Object),
+    )
+)]
 pub async fn ready(state: State) -> Response {
     let catalog = state.is_ready();
     let stale = state.writer.is_stale();

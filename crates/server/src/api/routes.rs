@@ -6,7 +6,7 @@
 //! can see why a path does not go where they expected.
 
 use super::State;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::query::json;
 use axum::response::Response;
 use serde::Serialize;
@@ -14,14 +14,14 @@ use wayfinder_balance::Health;
 use wayfinder_gateway::route::{HostHeader, RouteSpec};
 use wayfinder_gateway::routing::ActiveRoute;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct RoutesJson<'a> {
     routes: Vec<RouteJson<'a>>,
     conflicts: Vec<ConflictJson>,
     tag_errors: Vec<TagErrorJson>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct RouteJson<'a> {
     host: Option<&'a str>,
     prefix: &'a str,
@@ -39,13 +39,13 @@ struct RouteJson<'a> {
     instances: Vec<InstanceJson>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SplitJson<'a> {
     tag: &'a str,
     weight: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct InstanceJson {
     id: String,
     address: String,
@@ -55,7 +55,7 @@ struct InstanceJson {
     ejected: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ConflictJson {
     host: Option<String>,
     prefix: String,
@@ -64,7 +64,7 @@ struct ConflictJson {
     source: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TagErrorJson {
     service: String,
     instance: String,
@@ -72,6 +72,15 @@ struct TagErrorJson {
 }
 
 /// `GET /v1/routes`.
+#[utoipa::path(
+    get,
+    path = "/v1/routes",
+    tag = "operator",
+    responses(
+        (status = 200, description = "The gateway's live routes, conflicts and tag errors", body = RoutesJson<'_>),
+        (status = 404, description = "The gateway is off (no --gateway-addr)", body = ErrorBody<'_>),
+    )
+)]
 pub async fn routes(state: State) -> Result<Response, ApiError> {
     let Some(routing) = &state.routing else {
         return Err(ApiError::not_found(

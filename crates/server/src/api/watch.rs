@@ -13,7 +13,7 @@
 //! Watching a service that is not registered (yet) is allowed: it starts with no instances.
 
 use super::State;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::events::{Position, Watch, WatchScope};
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -30,6 +30,17 @@ pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
 const LAST_EVENT_ID: &str = "last-event-id";
 
 /// `GET /v1/watch/{service}`: the changes to one service.
+#[utoipa::path(
+    get,
+    path = "/v1/watch/{service}",
+    tag = "watch",
+    params(("service" = String, Path, description = "The service name"), ("Last-Event-ID" = Option<String>, Header, description = "The last event id a reconnecting client saw")),
+    responses(
+        (status = 200, description = "Server-Sent Events: a `resync` baseline, then `registered`, `deregistered` and `health` events of this service", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+        (status = 503, description = "The agent is shutting down", body = ErrorBody<'_>),
+    )
+)]
 pub async fn service(
     state: State,
     Path(service): Path<String>,
@@ -40,6 +51,16 @@ pub async fn service(
 }
 
 /// `GET /v1/watch`: the changes to every service.
+#[utoipa::path(
+    get,
+    path = "/v1/watch",
+    tag = "watch",
+    params(("Last-Event-ID" = Option<String>, Header, description = "The last event id a reconnecting client saw")),
+    responses(
+        (status = 200, description = "Server-Sent Events: a `resync` baseline, then every service's changes", body = String, content_type = "text/event-stream"),
+        (status = 503, description = "The agent is shutting down", body = ErrorBody<'_>),
+    )
+)]
 pub async fn all(state: State, headers: HeaderMap) -> Response {
     stream(&state, WatchScope::All, &headers)
 }

@@ -38,7 +38,7 @@ impl RequestError {
 }
 
 /// `Weights` in a registration.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeightsBody {
     #[serde(rename = "Passing")]
@@ -48,7 +48,7 @@ pub struct WeightsBody {
 }
 
 /// One `TaggedAddresses` entry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaggedAddressBody {
     #[serde(rename = "Address", default)]
@@ -58,7 +58,7 @@ pub struct TaggedAddressBody {
 }
 
 /// A check as sent in a registration, to `/v1/agent/check/register`, or in a config file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
     #[serde(rename = "CheckID", alias = "ID")]
@@ -98,24 +98,28 @@ pub struct CheckBody {
         default,
         deserialize_with = "duration::deserialize_option"
     )]
+    #[schema(value_type = Option<String>)]
     interval: Option<Duration>,
     #[serde(
         rename = "Timeout",
         default,
         deserialize_with = "duration::deserialize_option"
     )]
+    #[schema(value_type = Option<String>)]
     timeout: Option<Duration>,
     #[serde(
         rename = "TTL",
         default,
         deserialize_with = "duration::deserialize_option"
     )]
+    #[schema(value_type = Option<String>)]
     ttl: Option<Duration>,
     #[serde(
         rename = "DeregisterCriticalServiceAfter",
         default,
         deserialize_with = "duration::deserialize_option"
     )]
+    #[schema(value_type = Option<String>)]
     deregister_critical_service_after: Option<Duration>,
     #[serde(rename = "SuccessBeforePassing", default)]
     success_before_passing: u32,
@@ -124,12 +128,14 @@ pub struct CheckBody {
     #[serde(rename = "FailuresBeforeCritical", default)]
     failures_before_critical: u32,
     #[serde(rename = "OutputMaxSize", default)]
+    #[schema(value_type = Value)]
     _output_max_size: IgnoredAny,
     #[serde(rename = "UDP")]
     udp: Option<String>,
     #[serde(rename = "H2PING")]
     h2ping: Option<String>,
     #[serde(rename = "H2PingUseTLS", default)]
+    #[schema(value_type = Value)]
     _h2ping_use_tls: IgnoredAny,
     #[serde(rename = "DockerContainerID")]
     docker_container_id: Option<String>,
@@ -267,7 +273,7 @@ impl CheckBody {
 
 /// A service registration body (`PUT /v1/agent/service/register`, or a config file's
 /// `service` block).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceBody {
     #[serde(rename = "Name")]
@@ -295,14 +301,19 @@ pub struct ServiceBody {
     #[serde(rename = "Kind")]
     kind: Option<String>,
     #[serde(rename = "Proxy", default)]
+    #[schema(value_type = Value)]
     _proxy: IgnoredAny,
     #[serde(rename = "Connect", default)]
+    #[schema(value_type = Value)]
     _connect: IgnoredAny,
     #[serde(rename = "Token", default)]
+    #[schema(value_type = Value)]
     _token: IgnoredAny,
     #[serde(rename = "Namespace", default)]
+    #[schema(value_type = Value)]
     _namespace: IgnoredAny,
     #[serde(rename = "Partition", default)]
+    #[schema(value_type = Value)]
     _partition: IgnoredAny,
     #[serde(rename = "SocketPath")]
     socket_path: Option<String>,
@@ -452,7 +463,7 @@ pub fn check_registration(
 }
 
 /// `PUT /v1/agent/check/update/{id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckUpdateBody {
     /// New status.

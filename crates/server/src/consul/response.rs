@@ -58,7 +58,7 @@ fn name_uuid(name: &str) -> String {
 pub const SERF_CHECK_ID: &str = "serfHealth";
 
 /// `Weights` as Consul spells it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WeightsJson {
     #[serde(rename = "Passing")]
     passing: u32,
@@ -76,7 +76,7 @@ impl From<Weights> for WeightsJson {
 }
 
 /// A tagged address value.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaggedAddressJson<'a> {
     #[serde(rename = "Address")]
     address: &'a str,
@@ -101,7 +101,7 @@ fn tagged(instance: &Instance) -> BTreeMap<&str, TaggedAddressJson<'_>> {
 }
 
 /// `GET /v1/agent/services` value.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AgentServiceJson<'a> {
     #[serde(rename = "ID")]
     id: &'a str,
@@ -144,7 +144,7 @@ impl<'a> AgentServiceJson<'a> {
 }
 
 /// The `Service` object of a health entry.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServiceJson<'a> {
     #[serde(rename = "ID")]
     id: &'a str,
@@ -189,7 +189,7 @@ impl<'a> ServiceJson<'a> {
 }
 
 /// The `Node` object of a health entry.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeJson<'a> {
     #[serde(rename = "ID")]
     id: &'a str,
@@ -234,7 +234,7 @@ impl<'a> NodeJson<'a> {
 }
 
 /// A check's definition as Consul reports it; durations as Go strings (never empty).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DefinitionJson<'a> {
     #[serde(rename = "HTTP", skip_serializing_if = "str::is_empty")]
     http: &'a str,
@@ -325,7 +325,7 @@ pub struct LastRun<'a> {
 }
 
 /// A `HealthCheck` object (agent/checks, health/checks, health/state, health/service).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HealthCheckJson<'a> {
     #[serde(rename = "Node")]
     node: &'a str,
@@ -419,7 +419,7 @@ impl<'a> HealthCheckJson<'a> {
 }
 
 /// One `/v1/health/service/{name}` entry.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServiceEntryJson<'a> {
     #[serde(rename = "Node")]
     node: NodeJson<'a>,
@@ -451,7 +451,7 @@ impl<'a> ServiceEntryJson<'a> {
 }
 
 /// One `/v1/catalog/service/{name}` entry: a flat ServiceNode.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServiceNodeJson<'a> {
     #[serde(rename = "ID")]
     id: &'a str,

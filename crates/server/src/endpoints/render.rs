@@ -29,7 +29,7 @@ impl EndpointFilter {
 /// One endpoint as clients decode it: `{host, port, id, tags, meta, weight, status}`. The
 /// `/v1/endpoints` array lists these, and watch events carry the same object, so a client
 /// decodes one shape everywhere.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EndpointJson<'a> {
     host: &'a str,
     port: u16,
@@ -37,6 +37,8 @@ pub struct EndpointJson<'a> {
     tags: &'a [String],
     meta: &'a BTreeMap<String, String>,
     weight: u32,
+    /// `passing` or `warning` (critical instances are never listed).
+    #[schema(value_type = String)]
     status: Status,
 }
 
