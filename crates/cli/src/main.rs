@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
+use wayfinder_server::acl::AclConfig;
 use wayfinder_server::api::HttpLimits;
 use wayfinder_server::config::{
     DEFAULT_DATA_DIR, DEFAULT_DATACENTER, DEFAULT_HTTP_ADDR, default_node_name,
@@ -76,6 +77,10 @@ struct AgentArgs {
     /// Directory of service definition files (*.hcl, *.json), reloaded on SIGHUP.
     #[arg(long, value_name = "DIR")]
     config_dir: Option<PathBuf>,
+    /// Agent settings file (*.hcl or *.json) with the `acl { }` block: ACLs on, the default
+    /// policy, tokens and their rules (see README, "Access control").
+    #[arg(long, value_name = "FILE")]
+    config_file: Option<PathBuf>,
     /// Address of the HTTP API (port 0 picks a free port; the banner shows it).
     #[arg(long, default_value = DEFAULT_HTTP_ADDR, value_name = "ADDR")]
     http_addr: SocketAddr,
@@ -240,7 +245,12 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
         )
     };
+    let acl = match &args.config_file {
+        Some(path) => AclConfig::from_file(path).context("the settings file was refused")?,
+        None => AclConfig::default(),
+    };
     let config = AgentConfig {
+        acl,
         http_addr: args.http_addr,
         data_dir,
         store: args.store,

@@ -78,6 +78,9 @@ pub enum AgentError {
     /// `--upstream-consul` cannot be used as given.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The ACL bootstrap file in the data directory cannot be read.
+    #[error(transparent)]
+    Acl(#[from] crate::acl::BootstrapError),
 }
 
 /// What a config reload changed.
@@ -402,7 +405,15 @@ impl Agent {
             ),
             None => None,
         };
+        // The bootstrap token is kept beside the catalog; an agent without a durable catalog
+        // of its own (a provider, a mirror) has none to hand out.
+        let bootstrap = match config.acl.enabled && !config.provider_only && upstream.is_none() {
+            true => crate::acl::Bootstrap::in_dir(&data_dir)?,
+            false => crate::acl::Bootstrap::none(),
+        };
+        let acl = Arc::new(crate::acl::Acl::new(&config.acl, bootstrap));
         let state = Arc::new(ApiState {
+            acl,
             snapshots,
             writer,
             scheduler,

@@ -10,6 +10,7 @@
 //!   scheduler) hear about each batch.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod agent;
 pub mod api;
 pub mod blocking;

@@ -37,7 +37,7 @@ pub struct AgentTarget {
         value_name = "URL"
     )]
     pub http_addr: String,
-    /// Token sent as `X-Consul-Token` (the agent does not check ACLs yet).
+    /// Token sent as `X-Consul-Token`, for an agent with ACLs on (see README, "Access control").
     #[arg(
         long,
         env = "WAYFINDER_TOKEN",

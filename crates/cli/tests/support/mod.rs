@@ -604,6 +604,25 @@ impl Agent {
         self.send(self.http.get(&url), &format!("GET {path}"))
     }
 
+    /// `method path` with extra request headers (a token, say) and an optional JSON body.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Response {
+        let url = format!("{}{path}", self.base_url());
+        let mut builder = self.http.request(method.clone(), &url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        if let Some(body) = body {
+            builder = builder.body(body.to_string());
+        }
+        self.send(builder, &format!("{method} {path}"))
+    }
+
     /// Every sample of `GET /metrics`, keyed by name and labels as exposed
     /// (`wayfinder_x_total{a="b"}`).
     pub fn metrics(&self) -> std::collections::BTreeMap<String, f64> {

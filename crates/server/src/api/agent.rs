@@ -1,9 +1,11 @@
 //! `/v1/agent/*`: registration, deregistration, TTL updates, and the agent's local view.
 
+use super::authz::Authz;
 use super::error::{ApiError, ErrorBody};
 use super::health::{health_checks, observe};
 use super::query::{Params, indexed, json};
 use super::{State, body};
+use crate::acl::Access;
 use crate::blocking::{self, Scope};
 use crate::consul::request::{CheckBody, CheckUpdateBody, ServiceBody, check_registration};
 use crate::consul::response::{AgentServiceJson, HealthCheckJson};
@@ -27,11 +29,13 @@ const SCRIPTS_DISABLED: &str = "script checks (Args/ScriptArgs) are disabled on 
     tag = "agent",
     responses(
         (status = 200, description = "This agent as a Consul node: Config, Member, Coord, DebugConfig, Meta, Stats", body = Object),
+        (status = 403, description = "The token may not read this agent (`agent:read`)", body = ErrorBody<'_>),
     )
 )]
-pub async fn self_info(state: State) -> Response {
+pub async fn self_info(state: State, authz: Authz) -> Result<Response, ApiError> {
     let node = &state.node;
-    json(&object!({
+    authz.require_agent(&node.name, Access::Read)?;
+    Ok(json(&object!({
         "Config": {
             "Datacenter": node.datacenter,
             "PrimaryDatacenter": node.datacenter,
@@ -52,7 +56,7 @@ pub async fn self_info(state: State) -> Response {
         "DebugConfig": {},
         "Meta": {},
         "Stats": {},
-    }))
+    })))
 }
 
 /// `GET /v1/agent/services`: every instance on this agent, by ID. Blocks on the catalog index
@@ -67,10 +71,11 @@ pub async fn self_info(state: State) -> Response {
         (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
     )
 )]
-pub async fn services(state: State, params: Params) -> Result<Response, ApiError> {
+pub async fn services(state: State, authz: Authz, params: Params) -> Result<Response, ApiError> {
     let catalog = blocking::wait(&state.snapshots, Scope::Catalog, params.blocking()?).await;
     let services: BTreeMap<&str, AgentServiceJson<'_>> = catalog
         .all_instances()
+        .filter(|view| authz.reads_service(view.instance.service.as_str()))
         .map(|view| {
             (
                 view.instance.id.as_str(),
@@ -93,9 +98,15 @@ pub async fn services(state: State, params: Params) -> Result<Response, ApiError
         (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
     )
 )]
-pub async fn checks(state: State, params: Params) -> Result<Response, ApiError> {
+pub async fn checks(state: State, authz: Authz, params: Params) -> Result<Response, ApiError> {
     let catalog = blocking::wait(&state.snapshots, Scope::Catalog, params.blocking()?).await;
-    let all: Vec<_> = catalog.checks().collect();
+    let all: Vec<_> = catalog
+        .checks()
+        .filter(|check| match catalog.owner(check) {
+            Some(instance) => authz.reads_service(instance.service.as_str()),
+            None => authz.0.agent(&state.node.name) >= Access::Read,
+        })
+        .collect();
     let observations = observe(&state, &all);
     let checks: BTreeMap<&str, HealthCheckJson<'_>> = all
         .iter()
@@ -115,10 +126,15 @@ pub async fn checks(state: State, params: Params) -> Result<Response, ApiError> 
     responses(
         (status = 200, description = "Registered, durably"),
         (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
-        (status = 403, description = "This agent refuses writes (a mirror or provider-only agent)", body = ErrorBody<'_>),
+        (status = 403, description = "This agent refuses writes (a mirror or provider-only agent), or the token lacks `service:write`", body = ErrorBody<'_>),
     )
 )]
-pub async fn register(state: State, params: Params, request: Body) -> Result<StatusCode, ApiError> {
+pub async fn register(
+    state: State,
+    authz: Authz,
+    params: Params,
+    request: Body,
+) -> Result<StatusCode, ApiError> {
     state.check_writable()?;
     let value = body::json(request).await?;
     let service = ServiceBody::decode(value)?;
@@ -130,6 +146,13 @@ pub async fn register(state: State, params: Params, request: Body) -> Result<Sta
     }
     let registration =
         service.into_registration(Source::Api, params.flag("replace-existing-checks")?)?;
+    let instance = &registration.instance;
+    authz.require_service(instance.service.as_str(), Access::Write)?;
+    // Re-registering an ID replaces that instance: the token must be able to write the
+    // service it belongs to now, or one service's token could take over another's instance.
+    if let Some(existing) = state.snapshots.load().instance(instance.id.as_str()) {
+        authz.require_service(existing.instance.service.as_str(), Access::Write)?;
+    }
     state
         .writer
         .submit(Command::Register(Box::new(registration)))
@@ -161,9 +184,16 @@ fn unknown_check(id: &str) -> ApiError {
         (status = 404, description = "No instance has this ID", body = ErrorBody<'_>),
     )
 )]
-pub async fn deregister(state: State, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn deregister(
+    state: State,
+    authz: Authz,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.check_writable()?;
     let id = InstanceId::new(&id, "ID").map_err(|_| unknown_service(&id))?;
+    if let Some(existing) = state.snapshots.load().instance(id.as_str()) {
+        authz.require_service(existing.instance.service.as_str(), Access::Write)?;
+    }
     state.writer.submit(Command::Deregister(id)).await?;
     Ok(StatusCode::OK)
 }
@@ -180,10 +210,37 @@ pub async fn deregister(state: State, Path(id): Path<String>) -> Result<StatusCo
         (status = 403, description = "This agent refuses writes (a mirror or provider-only agent)", body = ErrorBody<'_>),
     )
 )]
-pub async fn register_check(state: State, request: Body) -> Result<StatusCode, ApiError> {
+pub async fn register_check(
+    state: State,
+    authz: Authz,
+    request: Body,
+) -> Result<StatusCode, ApiError> {
     state.check_writable()?;
     let value = body::json(request).await?;
     let (definition, is_script) = check_registration(value)?;
+    {
+        let catalog = state.snapshots.load();
+        let owner = definition
+            .service_id
+            .as_ref()
+            .and_then(|id| catalog.instance(id.as_str()));
+        require_check_write(
+            &state,
+            &authz,
+            owner.as_ref().map(|view| view.instance.service.as_str()),
+        )?;
+        if let Some(existing) = definition
+            .id
+            .as_ref()
+            .and_then(|id| catalog.check(id.as_str()))
+        {
+            require_check_write(
+                &state,
+                &authz,
+                catalog.owner(existing).map(|i| i.service.as_str()),
+            )?;
+        }
+    }
     if is_script && !state.enable_script_checks {
         return Err(ApiError::field("Args", SCRIPTS_DISABLED));
     }
@@ -208,10 +265,21 @@ pub async fn register_check(state: State, request: Body) -> Result<StatusCode, A
 )]
 pub async fn deregister_check(
     state: State,
+    authz: Authz,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.check_writable()?;
     let id = CheckId::new(&id, "CheckID").map_err(|_| unknown_check(&id))?;
+    {
+        let catalog = state.snapshots.load();
+        if let Some(existing) = catalog.check(id.as_str()) {
+            require_check_write(
+                &state,
+                &authz,
+                catalog.owner(existing).map(|i| i.service.as_str()),
+            )?;
+        }
+    }
     state.writer.submit(Command::DeregisterCheck(id)).await?;
     Ok(StatusCode::OK)
 }
@@ -235,11 +303,13 @@ pub async fn deregister_check(
 )]
 pub async fn pass(
     state: State,
+    authz: Authz,
     Path(id): Path<String>,
     params: Params,
 ) -> Result<StatusCode, ApiError> {
     heartbeat(
         &state,
+        &authz,
         &id,
         Status::Passing,
         params.get("note").unwrap_or(""),
@@ -266,11 +336,13 @@ pub async fn pass(
 )]
 pub async fn warn(
     state: State,
+    authz: Authz,
     Path(id): Path<String>,
     params: Params,
 ) -> Result<StatusCode, ApiError> {
     heartbeat(
         &state,
+        &authz,
         &id,
         Status::Warning,
         params.get("note").unwrap_or(""),
@@ -297,11 +369,13 @@ pub async fn warn(
 )]
 pub async fn fail(
     state: State,
+    authz: Authz,
     Path(id): Path<String>,
     params: Params,
 ) -> Result<StatusCode, ApiError> {
     heartbeat(
         &state,
+        &authz,
         &id,
         Status::Critical,
         params.get("note").unwrap_or(""),
@@ -325,12 +399,13 @@ pub async fn fail(
 )]
 pub async fn update(
     state: State,
+    authz: Authz,
     Path(id): Path<String>,
     request: Body,
 ) -> Result<StatusCode, ApiError> {
     let value = body::json(request).await?;
     let (status, output) = CheckUpdateBody::decode(value)?;
-    heartbeat(&state, &id, status, &output).await
+    heartbeat(&state, &authz, &id, status, &output).await
 }
 
 /// A TTL update: reset the TTL timer and keep the output (in memory, always), and write the
@@ -338,6 +413,7 @@ pub async fn update(
 /// nothing).
 async fn heartbeat(
     state: &State,
+    authz: &Authz,
     id: &str,
     status: Status,
     output: &str,
@@ -345,6 +421,11 @@ async fn heartbeat(
     state.check_writable()?;
     let catalog = state.snapshots.load();
     let check: &Check = catalog.check(id).ok_or_else(|| unknown_check(id))?;
+    require_check_write(
+        state,
+        authz,
+        catalog.owner(check).map(|i| i.service.as_str()),
+    )?;
     if !matches!(check.kind, CheckKind::Ttl { .. }) {
         return Err(ApiError::bad_request(format!(
             "CheckID {id:?} does not have associated TTL; only TTL checks take pass/warn/fail/update"
@@ -367,4 +448,17 @@ async fn heartbeat(
         })
         .await?;
     Ok(StatusCode::OK)
+}
+
+/// A check belongs to its service (`service:write` on it) or, without one, to the node
+/// (`agent:write` on this agent).
+fn require_check_write(
+    state: &State,
+    authz: &Authz,
+    service: Option<&str>,
+) -> Result<(), ApiError> {
+    match service {
+        Some(service) => authz.require_service(service, Access::Write),
+        None => authz.require_agent(&state.node.name, Access::Write),
+    }
 }

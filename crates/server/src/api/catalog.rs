@@ -1,8 +1,10 @@
 //! `/v1/catalog/*`: what is registered, regardless of health.
 
 use super::State;
+use super::authz::Authz;
 use super::error::{ApiError, ErrorBody};
 use super::query::{Params, indexed};
+use crate::acl::Access;
 use crate::blocking::{self, Scope};
 use crate::consul::response::ServiceNodeJson;
 use axum::extract::Path;
@@ -31,12 +33,15 @@ pub(super) fn node_meta_matches(params: &Params) -> bool {
         (status = 500, description = "`dc` names another datacenter (Consul answers 500 too)", body = ErrorBody<'_>),
     )
 )]
-pub async fn services(state: State, params: Params) -> Result<Response, ApiError> {
+pub async fn services(state: State, authz: Authz, params: Params) -> Result<Response, ApiError> {
     params.check_read(&state.node.datacenter)?;
     let catalog = blocking::wait(&state.snapshots, Scope::Catalog, params.blocking()?).await;
     let mut services: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     if node_meta_matches(&params) {
-        for summary in catalog.services() {
+        for summary in catalog
+            .services()
+            .filter(|summary| authz.reads_service(summary.name.as_str()))
+        {
             services.insert(summary.name.as_str(), summary.tags.into_iter().collect());
         }
     }
@@ -58,10 +63,12 @@ pub async fn services(state: State, params: Params) -> Result<Response, ApiError
 )]
 pub async fn service(
     state: State,
+    authz: Authz,
     Path(name): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
     params.check_read(&state.node.datacenter)?;
+    authz.require_service(&name, Access::Read)?;
     let catalog = blocking::wait(&state.snapshots, Scope::Service(&name), params.blocking()?).await;
     let tags: Vec<&str> = params.all("tag").collect();
     let nodes: Vec<ServiceNodeJson<'_>> = if node_meta_matches(&params) {

@@ -3,8 +3,10 @@
 //! `?index=&wait=`, and `X-Cache-Status` saying whether the pre-rendered answer was used.
 
 use super::State;
+use super::authz::Authz;
 use super::error::{ApiError, ErrorBody};
 use super::query::Params;
+use crate::acl::Access;
 use crate::blocking::{self, Scope};
 use crate::endpoints::{EndpointFilter, EndpointJson, Rendered};
 use axum::extract::Path;
@@ -42,10 +44,12 @@ const RETRY_AFTER_SECONDS: &str = "1";
 )]
 pub async fn endpoints(
     state: State,
+    authz: Authz,
     Path(service): Path<String>,
     params: Params,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    authz.require_service(&service, Access::Read)?;
     if !state.is_ready() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -78,6 +78,8 @@ fn answer(state: &ApiState, request: &Request<Body>) -> Option<Response> {
         || request.uri().query().is_some()
         || request.headers().contains_key(header::IF_NONE_MATCH)
         || state.provider.is_some()
+        // Under ACLs the token decides; the router asks it.
+        || state.acl.is_enabled()
         || !state.is_ready()
         || state.writer.is_stale()
     {

@@ -1,9 +1,11 @@
 //! `/v1/health/*`: instances and checks filtered by health.
 
+use super::authz::Authz;
 use super::catalog::node_meta_matches;
 use super::error::{ApiError, ErrorBody};
 use super::query::{Params, indexed, indexed_bytes};
 use super::{ApiState, State};
+use crate::acl::Access;
 use crate::blocking::{self, Scope};
 use crate::consul::response::{HealthCheckJson, LastRun, NodeInfo, ServiceEntryJson};
 use axum::extract::Path;
@@ -36,10 +38,12 @@ fn last_run(observation: Option<&Observation>) -> LastRun<'_> {
 )]
 pub async fn service(
     state: State,
+    authz: Authz,
     Path(name): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
     params.check_read(&state.node.datacenter)?;
+    authz.require_service(&name, Access::Read)?;
     let passing = params.flag("passing")?;
     let blocking_params = params.blocking()?;
     let catalog = blocking::wait(&state.snapshots, Scope::Service(&name), blocking_params).await;
@@ -118,10 +122,12 @@ fn render_service(
 )]
 pub async fn checks(
     state: State,
+    authz: Authz,
     Path(name): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
     params.check_read(&state.node.datacenter)?;
+    authz.require_service(&name, Access::Read)?;
     let catalog = blocking::wait(&state.snapshots, Scope::Service(&name), params.blocking()?).await;
     let checks: Vec<_> = catalog.checks_of_service(&name).collect();
     let observations = observe(&state, &checks);
@@ -145,6 +151,7 @@ pub async fn checks(
 )]
 pub async fn state(
     state: State,
+    authz: Authz,
     Path(wanted): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
@@ -161,6 +168,10 @@ pub async fn state(
     let checks: Vec<_> = catalog
         .checks()
         .filter(|c| filter.is_none_or(|s| c.status == s))
+        .filter(|c| match catalog.owner(c) {
+            Some(instance) => authz.reads_service(instance.service.as_str()),
+            None => authz.0.agent(&state.node.name) >= Access::Read,
+        })
         .collect();
     let observations = observe(&state, &checks);
     let mut body = Vec::with_capacity(checks.len() + 1);

@@ -2,8 +2,10 @@
 //! (Consul's path: JSON by default, the same text with `?format=prometheus`).
 
 use super::State;
+use super::authz::Authz;
 use super::error::{ApiError, ErrorBody};
 use super::query::{Params, json};
+use crate::acl::Access;
 use crate::metrics::OPENMETRICS_CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,10 +17,12 @@ use axum::response::{IntoResponse, Response};
     tag = "operator",
     responses(
         (status = 200, description = "Every metric, in the OpenMetrics text format", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 403, description = "The token may not read this agent (`agent:read`)", body = ErrorBody<'_>),
     )
 )]
-pub async fn prometheus(state: State) -> Response {
-    openmetrics(&state)
+pub async fn prometheus(state: State, authz: Authz) -> Result<Response, ApiError> {
+    authz.require_agent(&state.node.name, Access::Read)?;
+    Ok(openmetrics(&state))
 }
 
 /// `GET /v1/agent/metrics[?format=prometheus]`.
@@ -30,9 +34,15 @@ pub async fn prometheus(state: State) -> Response {
     responses(
         (status = 200, description = "Every metric: JSON by default, OpenMetrics text with `format=prometheus`", content((Object = "application/json"), (String = "application/openmetrics-text; version=1.0.0; charset=utf-8"))),
         (status = 400, description = "Bad input: `error` says what, `field` which parameter or body field", body = ErrorBody<'_>),
+        (status = 403, description = "The token may not read this agent (`agent:read`)", body = ErrorBody<'_>),
     )
 )]
-pub async fn agent_metrics(state: State, params: Params) -> Result<Response, ApiError> {
+pub async fn agent_metrics(
+    state: State,
+    authz: Authz,
+    params: Params,
+) -> Result<Response, ApiError> {
+    authz.require_agent(&state.node.name, Access::Read)?;
     match params.get("format") {
         None | Some("") => match state.metrics.to_json() {
             Ok(body) => Ok(json(&body)),

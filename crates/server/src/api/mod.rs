@@ -3,7 +3,9 @@
 //! Reads come from the published snapshot (no lock, no IO); writes go through the one write
 //! path ([`crate::write_path::Writer`]) and answer only once durable.
 
+mod acl;
 mod agent;
+mod authz;
 mod body;
 mod catalog;
 mod endpoints;
@@ -80,6 +82,8 @@ pub struct ApiState {
     pub provider: Option<Arc<EndpointProvider>>,
     /// The gateway's live routes, when `--gateway-addr` is on (`GET /v1/routes`).
     pub routing: Option<Arc<wayfinder_gateway::Routing>>,
+    /// Access control: tokens, rules, the bootstrap token (allows everything when off).
+    pub acl: Arc<crate::acl::Acl>,
 }
 
 impl ApiState {
@@ -135,6 +139,8 @@ fn routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(probes::health))
         .routes(routes!(probes::ready))
         .routes(routes!(openapi::document))
+        .routes(routes!(acl::bootstrap))
+        .routes(routes!(acl::token_self))
 }
 
 /// The routes with their fallbacks, and the document describing them (before state and the

@@ -6,8 +6,10 @@
 //! can see why a path does not go where they expected.
 
 use super::State;
+use super::authz::Authz;
 use super::error::{ApiError, ErrorBody};
 use super::query::json;
+use crate::acl::Access;
 use axum::response::Response;
 use serde::Serialize;
 use wayfinder_balance::Health;
@@ -78,10 +80,12 @@ struct TagErrorJson {
     tag = "operator",
     responses(
         (status = 200, description = "The gateway's live routes, conflicts and tag errors", body = RoutesJson<'_>),
+        (status = 403, description = "The token may not read this agent (`agent:read`)", body = ErrorBody<'_>),
         (status = 404, description = "The gateway is off (no --gateway-addr)", body = ErrorBody<'_>),
     )
 )]
-pub async fn routes(state: State) -> Result<Response, ApiError> {
+pub async fn routes(state: State, authz: Authz) -> Result<Response, ApiError> {
+    authz.require_agent(&state.node.name, Access::Read)?;
     let Some(routing) = &state.routing else {
         return Err(ApiError::not_found(
             "the gateway is off: start the agent with --gateway-addr to route requests",

@@ -13,7 +13,9 @@
 //! Watching a service that is not registered (yet) is allowed: it starts with no instances.
 
 use super::State;
+use super::authz::Authz;
 use super::error::{ApiError, ErrorBody};
+use crate::acl::Access;
 use crate::events::{Position, Watch, WatchScope};
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -43,10 +45,12 @@ const LAST_EVENT_ID: &str = "last-event-id";
 )]
 pub async fn service(
     state: State,
+    authz: Authz,
     Path(service): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = ServiceName::new(&service, "service")?;
+    authz.require_service(name.as_str(), Access::Read)?;
     Ok(stream(&state, WatchScope::Service(name), &headers))
 }
 
@@ -61,8 +65,20 @@ pub async fn service(
         (status = 503, description = "The agent is shutting down", body = ErrorBody<'_>),
     )
 )]
-pub async fn all(state: State, headers: HeaderMap) -> Response {
-    stream(&state, WatchScope::All, &headers)
+pub async fn all(state: State, authz: Authz, headers: HeaderMap) -> Result<Response, ApiError> {
+    // One stream is shared by every watcher of all services, so it cannot be filtered per
+    // token: it needs read on every service.
+    if !authz.reads_everything() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Permission denied: token {:?} cannot read every service, which /v1/watch \
+                 streams; watch the services it may read with /v1/watch/{{service}}",
+                authz.0.name()
+            ),
+        ));
+    }
+    Ok(stream(&state, WatchScope::All, &headers))
 }
 
 /// The SSE response for `scope`, or 503 once the agent is shutting down.

@@ -67,6 +67,8 @@ pub struct AgentConfig {
     pub dns: crate::dns::DnsConfig,
     /// Connection, header-time and write-rate limits of the HTTP API.
     pub http_limits: crate::api::HttpLimits,
+    /// Access control (`acl { }` in `--config-file`); off by default, as in Consul.
+    pub acl: crate::acl::AclConfig,
 }
 
 impl AgentConfig {
@@ -87,6 +89,7 @@ impl AgentConfig {
             gateway: crate::gateway::GatewayConfig::default(),
             dns: crate::dns::DnsConfig::default(),
             http_limits: crate::api::HttpLimits::default(),
+            acl: crate::acl::AclConfig::default(),
         }
     }
 }
