@@ -47,8 +47,16 @@ struct Process {
 
 impl Process {
     fn start(name: &str, args: &[&str]) -> Process {
+        Self::start_with_env(name, args, &[])
+    }
+
+    /// Like [`Process::start`], with extra environment variables.
+    fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
         let mut child = Command::new(example(name))
             .args(args)
+            .env_remove("WAYFINDER_TOKEN")
+            .env_remove("CONSUL_HTTP_TOKEN")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -164,4 +172,39 @@ fn the_consumer_keeps_succeeding_while_a_worker_is_killed() {
         "worker-1 deregistered itself before exiting"
     );
     assert!(agent.services().contains_key("worker-3"));
+}
+
+/// Under ACLs with `default_policy = "deny"`, a worker registers itself with the token from
+/// `CONSUL_HTTP_TOKEN`, as a Consul client would, and is refused without it.
+#[test]
+fn a_worker_registers_with_the_token_in_its_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = "5e4d3c2b-1a09-4f8e-9d7c-6b5a49382716";
+    let file = dir.path().join("agent.hcl");
+    let acl = format!(
+        "acl {{\n enabled = true\n default_policy = \"deny\"\n token \"workers\" {{\n secret = \"{secret}\"\n service \"worker-service\" {{ policy = \"write\" }}\n }}\n}}\n"
+    );
+    std::fs::write(&file, acl).expect("write the acl file");
+    let agent = Agent::start(&["--config-file", file.to_str().expect("utf-8 path")]);
+    let url = agent.base_url();
+
+    let mut refused = Process::start("worker", &["--agent", &url, "--id", "no-token"]);
+    let status = refused.wait(START_TIMEOUT, "a worker without a token giving up");
+    assert!(!status.success(), "a worker without a token was let in");
+
+    let with_token = Process::start_with_env(
+        "worker",
+        &["--agent", &url, "--id", "with-token"],
+        &[("CONSUL_HTTP_TOKEN", secret)],
+    );
+    let line = with_token.line(START_TIMEOUT, "the worker with a token");
+    assert!(line.starts_with("worker with-token listening"), "{line}");
+    let listed = agent.request(
+        reqwest::Method::GET,
+        "/v1/catalog/service/worker-service",
+        &[("X-Consul-Token", secret)],
+        None,
+    );
+    listed.expect_status(200);
+    assert!(listed.text().contains("with-token"), "{}", listed.text());
 }

@@ -20,12 +20,29 @@ const ERROR_BODY_QUOTE: usize = 512;
 pub(crate) struct AgentHttp {
     http: Client,
     base: Arc<str>,
+    /// The ACL token sent as `X-Consul-Token`, from the environment (see [`TOKEN_ENV`]).
+    token: Option<Arc<str>>,
+}
+
+/// Where the client finds its ACL token: `WAYFINDER_TOKEN`, else `CONSUL_HTTP_TOKEN` (the
+/// variable Consul's own clients read), so a service needs no code to run under ACLs.
+pub(crate) const TOKEN_ENV: [&str; 2] = ["WAYFINDER_TOKEN", "CONSUL_HTTP_TOKEN"];
+
+/// The token in the environment, if one is set and not empty.
+fn token_from_env() -> Option<Arc<str>> {
+    TOKEN_ENV
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .map(|token| token.trim().to_owned())
+        .find(|token| !token.is_empty())
+        .map(Arc::from)
 }
 
 impl std::fmt::Debug for AgentHttp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentHttp")
             .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -78,6 +95,7 @@ impl AgentHttp {
         Ok(AgentHttp {
             http,
             base: parsed.as_str().trim_end_matches('/').into(),
+            token: token_from_env(),
         })
     }
 
@@ -115,6 +133,9 @@ impl AgentHttp {
         timeout: Duration,
     ) -> Result<Reply, ClientError> {
         let mut request = self.http.request(method, url).timeout(timeout);
+        if let Some(token) = &self.token {
+            request = request.header("X-Consul-Token", token.as_ref());
+        }
         if let Some(json) = json {
             request = request.json(json);
         }

@@ -16,6 +16,9 @@
 //! - [`Registration`] registers the process itself with an HTTP or TTL check, heartbeats the
 //!   TTL, re-registers when the agent lost it, and deregisters on drop or SIGTERM.
 //!
+//! - Under ACLs, every request carries the token in `WAYFINDER_TOKEN` (else `CONSUL_HTTP_TOKEN`,
+//!   which Consul's own clients read) as `X-Consul-Token`: a service needs no code for it.
+//!
 //! Because it speaks Consul's API, it works against a Consul agent too.
 //!
 //! # Example
