@@ -34,15 +34,26 @@ pub fn print(config: &AgentConfig, agent: &Agent) {
            data dir:      {storage}\n  \
            config dir:    {config_dir}\n  \
            script checks: {scripts}\n  \
-           HTTP API:      http://{addr}{extras}{gateway}{dns}",
+           HTTP API:      {scheme}://{addr}{extras}{gateway}{dns}",
         version = env!("CARGO_PKG_VERSION"),
         node = config.node_name,
         dc = config.datacenter,
+        scheme = match config.http_tls.is_some() {
+            true => "https",
+            false => "http",
+        },
         addr = agent.http_addr(),
         extras = extras(config),
         gateway = agent
             .gateway_addr()
-            .map(|addr| format!("\n  gateway:       http://{addr}"))
+            .map(|addr| format!(
+                "\n  gateway:       {}://{addr}",
+                if config.gateway.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                }
+            ))
             .unwrap_or_default(),
         dns = agent
             .dns_addr()
@@ -55,6 +66,16 @@ pub fn print(config: &AgentConfig, agent: &Agent) {
 /// Banner lines for the optional roles, empty when none is on.
 fn extras(config: &AgentConfig) -> String {
     let mut lines = String::new();
+    if let Some(ca) = config
+        .http_tls
+        .as_ref()
+        .and_then(|tls| tls.client_ca.as_ref())
+    {
+        lines.push_str(&format!(
+            "\n  client certs:  required, signed by {}",
+            ca.display()
+        ));
+    }
     if let Some(cache) = &config.cache {
         let role = if config.provider_only {
             "read by this provider"

@@ -23,6 +23,7 @@ use wayfinder_server::config::{
 };
 use wayfinder_server::dns::DnsConfig;
 use wayfinder_server::gateway::{GatewayConfig, OutlierConfig, ProxyConfig, RoutingConfig};
+use wayfinder_server::tls::TlsFiles;
 use wayfinder_server::{Agent, AgentConfig, DataDir};
 
 #[derive(Parser)]
@@ -81,6 +82,16 @@ struct AgentArgs {
     /// policy, tokens and their rules (see README, "Access control").
     #[arg(long, value_name = "FILE")]
     config_file: Option<PathBuf>,
+    /// Serve the HTTP API over TLS with this certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require API clients to present a certificate signed by one of these CAs (PEM): mutual
+    /// TLS, as Consul's `verify_incoming`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// Address of the HTTP API (port 0 picks a free port; the banner shows it).
     #[arg(long, default_value = DEFAULT_HTTP_ADDR, value_name = "ADDR")]
     http_addr: SocketAddr,
@@ -116,6 +127,16 @@ struct AgentArgs {
     /// 127.0.0.1:9999; port 0 picks a free port). Routes come from `urlprefix-` tags.
     #[arg(long, value_name = "ADDR", conflicts_with = "provider_only")]
     gateway_addr: Option<SocketAddr>,
+    /// Serve the gateway over TLS with this certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "FILE", requires_all = ["gateway_addr", "gateway_tls_key"])]
+    gateway_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --gateway-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "gateway_tls_cert")]
+    gateway_tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) trusted for instances on `proto=https` routes, beside the
+    /// system's roots.
+    #[arg(long, value_name = "FILE", requires = "gateway_addr")]
+    gateway_upstream_ca: Option<PathBuf>,
     /// Also route /{service}/… to every service (prefix stripped).
     #[arg(long, requires = "gateway_addr")]
     gateway_service_routes: bool,
@@ -249,8 +270,17 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         Some(path) => AclConfig::from_file(path).context("the settings file was refused")?,
         None => AclConfig::default(),
     };
+    let http_tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert,
+            key,
+            client_ca: args.tls_client_ca,
+        }),
+        _ => None,
+    };
     let config = AgentConfig {
         acl,
+        http_tls,
         http_addr: args.http_addr,
         data_dir,
         store: args.store,
@@ -278,7 +308,17 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
                 response_timeout: args.gateway_response_timeout,
                 idle_timeout: args.gateway_idle_timeout,
                 max_retries: args.gateway_max_retries,
+                upstream_tls: None,
             },
+            tls: match (args.gateway_tls_cert, args.gateway_tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert,
+                    key,
+                    client_ca: None,
+                }),
+                _ => None,
+            },
+            upstream_ca: args.gateway_upstream_ca,
         },
         dns: DnsConfig {
             addr: args.dns_addr,

@@ -4,7 +4,9 @@
 //!
 //! Owns the connection lifecycle: `TCP_NODELAY`, a timeout on reading request headers (a slow
 //! or idle client cannot hold a connection's task forever), and a graceful stop that lets
-//! requests in flight finish while accepting nothing new.
+//! requests in flight finish while accepting nothing new. With a [`TlsAcceptor`] every
+//! connection is TLS first (the handshake in its own task, under [`HANDSHAKE_TIMEOUT`]) and
+//! instances see `X-Forwarded-Proto: https`.
 //!
 //! [`serve_on_threads`] runs one single-threaded runtime per core, each with its own socket on
 //! the gateway's port (`SO_REUSEPORT`: the kernel spreads new connections evenly over them) and
@@ -23,11 +25,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// How long a client may take to send a request's headers (and how long an idle keep-alive
 /// connection waits for the next request).
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a client may take to finish the TLS handshake (with a TLS listener).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for requests in flight to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -61,12 +66,14 @@ pub fn bind_reuseport(
 pub async fn serve_on_threads(
     listeners: Vec<std::net::TcpListener>,
     new_proxy: impl Fn() -> Proxy,
+    tls: Option<TlsAcceptor>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let mut done = Vec::new();
     for (worker, listener) in listeners.into_iter().enumerate() {
         let proxy = Arc::new(new_proxy());
         let stop = stop.clone();
+        let tls = tls.clone();
         let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
             .name(format!("gateway-{worker}"))
@@ -83,7 +90,7 @@ pub async fn serve_on_threads(
                 };
                 runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
-                        Ok(listener) => serve(listener, proxy, stop.cancelled_owned()).await,
+                        Ok(listener) => serve(listener, proxy, tls, stop.cancelled_owned()).await,
                         Err(error) => {
                             tracing::error!(%error, "gateway: a worker cannot use the listener");
                         }
@@ -103,6 +110,7 @@ pub async fn serve_on_threads(
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -130,16 +138,39 @@ pub async fn serve(
             tracing::debug!(%error, "gateway: cannot turn Nagle's algorithm off");
         }
         let proxy = Arc::clone(&proxy);
+        let is_tls = tls.is_some();
         let service = service_fn(move |request| {
             let proxy = Arc::clone(&proxy);
-            async move { Ok::<_, Infallible>(proxy.handle(request, client, false).await) }
+            async move { Ok::<_, Infallible>(proxy.handle(request, client, is_tls).await) }
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let Some(tls) = &tls else {
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, %client, "gateway: client connection ended with an error");
+                }
+            });
+            continue;
+        };
+        // The handshake runs in the connection's own task, under a deadline.
+        let (tls, builder, watcher) = (tls.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, %client, "gateway: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%client, "gateway: TLS handshake took too long");
+                    return;
+                }
+            };
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%error, %client, "gateway: client connection ended with an error");
             }
         });

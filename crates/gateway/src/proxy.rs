@@ -31,6 +31,7 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -62,6 +63,9 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// Attempts beyond the first.
     pub max_retries: u32,
+    /// How instances on `proto=https` routes are verified (trust roots, ALPN); `None` refuses
+    /// such routes with 502 rather than ever falling back to plain HTTP.
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ProxyConfig {
@@ -71,6 +75,7 @@ impl Default for ProxyConfig {
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_retries: DEFAULT_MAX_RETRIES,
+            upstream_tls: None,
         }
     }
 }
@@ -85,6 +90,8 @@ pub struct Proxy {
     upstream: Arc<Upstream>,
     /// Streaming request bodies and upgrades.
     client: Client<HttpConnector, UpstreamBody>,
+    /// The client for `proto=https` routes, when TLS to instances is configured.
+    tls_client: Option<Client<HttpsConnector<HttpConnector>, UpstreamBody>>,
     config: ProxyConfig,
 }
 
@@ -108,6 +115,18 @@ impl Proxy {
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
         connector.enforce_http(true);
+        let tls_client = config.upstream_tls.as_ref().map(|tls| {
+            let mut connector = connector.clone();
+            connector.enforce_http(false);
+            let https = HttpsConnectorBuilder::new()
+                .with_tls_config(rustls::ClientConfig::clone(tls))
+                .https_only()
+                .enable_http1()
+                .wrap_connector(connector);
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(config.idle_timeout)
+                .build(https)
+        });
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.idle_timeout)
             .build(connector);
@@ -115,6 +134,7 @@ impl Proxy {
             routing,
             upstream: Upstream::new(config.connect_timeout, config.idle_timeout),
             client,
+            tls_client,
             config,
         }
     }
@@ -139,13 +159,15 @@ impl Proxy {
             });
         }
 
-        if route.spec.proto == UpstreamProto::Https {
+        let https = route.spec.proto == UpstreamProto::Https;
+        if https && self.tls_client.is_none() {
             // Never fall back to plain HTTP for an instance that asked for TLS.
             return refuse(GatewayError::UpstreamFailed {
                 service: service.to_owned(),
                 attempts: 0,
-                reason: "the route says proto=https, and this gateway does not speak TLS to \
-                         instances yet; route to the instance's plain HTTP port instead"
+                reason: "the route says proto=https, and this gateway has no TLS settings for \
+                         instances (the system's trust roots could not be loaded; pass \
+                         --gateway-upstream-ca)"
                     .to_owned(),
             });
         }
@@ -218,7 +240,7 @@ impl Proxy {
             let instance_stats = route.stats.instance(&target.id);
             let outcome = match body.as_ref() {
                 // The common case: a body in memory and no upgrade, in this task.
-                Some(Replay::Kept(bytes)) if !upgrade => {
+                Some(Replay::Kept(bytes)) if !upgrade && !https => {
                     let outgoing = Outgoing {
                         method: &parts.method,
                         path: &path_and_query,
@@ -251,7 +273,7 @@ impl Proxy {
                         break;
                     };
                     let uri = match Uri::builder()
-                        .scheme(Scheme::HTTP)
+                        .scheme(if https { Scheme::HTTPS } else { Scheme::HTTP })
                         .authority(target.authority.clone())
                         .path_and_query(path_and_query.clone())
                         .build()
@@ -271,7 +293,7 @@ impl Proxy {
                     if let Some(value) = host {
                         upstream.headers_mut().insert(header::HOST, value);
                     }
-                    self.send(upstream).await
+                    self.send(upstream, https).await
                 }
             };
             let done = self.routing.now();
@@ -351,9 +373,12 @@ impl Proxy {
         })
     }
 
-    async fn send(&self, request: Request<UpstreamBody>) -> Attempt {
-        match tokio::time::timeout(self.config.response_timeout, self.client.request(request)).await
-        {
+    async fn send(&self, request: Request<UpstreamBody>, https: bool) -> Attempt {
+        let sent = match (https, &self.tls_client) {
+            (true, Some(tls_client)) => tls_client.request(request),
+            _ => self.client.request(request),
+        };
+        match tokio::time::timeout(self.config.response_timeout, sent).await {
             Err(_) => Attempt::TimedOut,
             Ok(Ok(response)) => Attempt::Answered(response.map(|body| ProxyBody::Upstream {
                 body,

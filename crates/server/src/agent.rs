@@ -78,6 +78,9 @@ pub enum AgentError {
     /// `--upstream-consul` cannot be used as given.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// A TLS certificate, key or CA file cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The ACL bootstrap file in the data directory cannot be read.
     #[error(transparent)]
     Acl(#[from] crate::acl::BootstrapError),
@@ -221,6 +224,7 @@ pub struct Agent {
     state: Arc<ApiState>,
     listener: TcpListener,
     http_limits: crate::api::HttpLimits,
+    http_tls: Option<tokio_rustls::TlsAcceptor>,
     http_addr: SocketAddr,
     data_dir: PathBuf,
     reloader: Reloader,
@@ -380,6 +384,12 @@ impl Agent {
             );
         }
 
+        // Read the certificates before binding: a bad file stops the start with its reason.
+        let http_tls = config
+            .http_tls
+            .as_ref()
+            .map(|files| files.acceptor(&[b"h2", b"http/1.1"]))
+            .transpose()?;
         let listener = TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| AgentError::Bind {
@@ -445,6 +455,7 @@ impl Agent {
             state,
             listener,
             http_limits: config.http_limits,
+            http_tls,
             http_addr,
             data_dir,
             reloader,
@@ -493,6 +504,7 @@ impl Agent {
             state,
             listener,
             http_limits,
+            http_tls,
             reloader,
             writer_task,
             report_task,
@@ -519,7 +531,7 @@ impl Agent {
             stopping_gateway.cancel();
         };
         drop(state);
-        api::serve(listener, service, http_limits, shutdown).await;
+        api::serve(listener, service, http_limits, http_tls, shutdown).await;
         tracing::info!("HTTP API stopped; stopping checks and closing the store");
         stop_gateway.cancel();
         if let Some(task) = gateway_task {

@@ -31,6 +31,11 @@ pub struct GatewayConfig {
     pub routing: RoutingConfig,
     /// Timeouts and retry limits.
     pub proxy: ProxyConfig,
+    /// TLS on the gateway's listener (`--gateway-tls-cert`, `--gateway-tls-key`).
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// CA certificates (PEM) trusted for instances on `proto=https` routes, beside the
+    /// system's roots (`--gateway-upstream-ca`).
+    pub upstream_ca: Option<std::path::PathBuf>,
 }
 
 /// Why the gateway could not start.
@@ -48,6 +53,9 @@ pub enum GatewayError {
         #[source]
         source: std::io::Error,
     },
+    /// Its TLS files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Changes waiting for the gateway task.
@@ -85,6 +93,7 @@ pub struct Gateway {
     listeners: Vec<std::net::TcpListener>,
     addr: SocketAddr,
     proxy: ProxyConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Gateway {
@@ -95,6 +104,13 @@ impl Gateway {
         catalog: &Catalog,
     ) -> Result<Gateway, GatewayError> {
         let routing = Routing::new(config.routing, catalog)?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|files| files.acceptor(&[b"h2", b"http/1.1"]))
+            .transpose()?;
+        let mut proxy = config.proxy;
+        proxy.upstream_tls = crate::tls::upstream_client_config(config.upstream_ca.as_deref())?;
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let listeners = wayfinder_gateway::listener::bind_reuseport(addr, threads)
             .map_err(|source| GatewayError::Bind { addr, source })?;
@@ -112,7 +128,8 @@ impl Gateway {
             }),
             listeners,
             addr,
-            proxy: config.proxy,
+            proxy,
+            tls,
         })
     }
 
@@ -139,6 +156,7 @@ impl Gateway {
             feed,
             listeners,
             proxy,
+            tls,
             ..
         } = self;
         let feeder = tokio::spawn(apply_changes(
@@ -149,7 +167,8 @@ impl Gateway {
         let new_proxy = move || Proxy::new(Arc::clone(&routing), proxy.clone());
         tokio::spawn(async move {
             let served =
-                wayfinder_gateway::listener::serve_on_threads(listeners, new_proxy, stop).await;
+                wayfinder_gateway::listener::serve_on_threads(listeners, new_proxy, tls, stop)
+                    .await;
             if let Err(error) = served {
                 tracing::error!(%error, "gateway: cannot start its worker threads");
             }

@@ -23,6 +23,7 @@ pub mod events;
 pub mod gateway;
 pub mod metrics;
 pub mod snapshots;
+pub mod tls;
 pub mod upstream;
 pub mod write_path;
 

@@ -18,6 +18,8 @@ pub struct Backend {
     /// Where it listens.
     pub addr: SocketAddr,
     status: Option<u16>,
+    /// Certificate and key files when it speaks HTTPS.
+    tls: Option<(PathBuf, PathBuf)>,
     child: Option<Child>,
 }
 
@@ -25,9 +27,19 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backend.py")
 }
 
-fn spawn(id: &str, port: u16, status: Option<u16>) -> Result<(Child, SocketAddr), String> {
+fn spawn(
+    id: &str,
+    port: u16,
+    status: Option<u16>,
+    tls: Option<&(PathBuf, PathBuf)>,
+) -> Result<(Child, SocketAddr), String> {
     let mut command = Command::new("python3");
     command.arg(script()).arg(id).arg(port.to_string());
+    if let Some((cert, key)) = tls {
+        command
+            .env("BACKEND_TLS_CERT", cert)
+            .env("BACKEND_TLS_KEY", key);
+    }
     if let Some(status) = status {
         command.arg(status.to_string());
     }
@@ -75,12 +87,22 @@ impl Backend {
         Self::start_with(id, Some(status))
     }
 
+    /// Starts a backend answering 200 over HTTPS with this certificate and key (PEM files).
+    pub fn start_tls(id: &str, cert: PathBuf, key: PathBuf) -> Backend {
+        Self::start_full(id, None, Some((cert, key)))
+    }
+
     fn start_with(id: &str, status: Option<u16>) -> Backend {
-        let (child, addr) = spawn(id, 0, status).unwrap_or_else(|e| panic!("{e}"));
+        Self::start_full(id, status, None)
+    }
+
+    fn start_full(id: &str, status: Option<u16>, tls: Option<(PathBuf, PathBuf)>) -> Backend {
+        let (child, addr) = spawn(id, 0, status, tls.as_ref()).unwrap_or_else(|e| panic!("{e}"));
         Backend {
             id: id.to_owned(),
             addr,
             status,
+            tls,
             child: Some(child),
         }
     }
@@ -103,11 +125,11 @@ impl Backend {
         self.kill();
         let port = self.port();
         // The port was just released; binding can race the kernel's cleanup for a moment.
-        let (id, status) = (self.id.clone(), self.status);
+        let (id, status, tls) = (self.id.clone(), self.status, self.tls.clone());
         let (child, addr) = eventually(
             Duration::from_secs(10),
             "the backend's port to be free again",
-            || spawn(&id, port, status),
+            || spawn(&id, port, status, tls.as_ref()),
         );
         self.child = Some(child);
         self.addr = addr;

@@ -383,13 +383,16 @@ fn spawn_stderr_reader(mut stderr: ChildStderr, captured: Captured) {
         .expect("spawning the stderr reader");
 }
 
-/// The address in a banner line matching `^\s*HTTP API:\s+http://(\S+)$`.
+/// The address in a banner line matching `^\s*HTTP API:\s+https?://(\S+)$`.
 pub fn banner_address(line: &str) -> Option<String> {
     let rest = line.trim_start().strip_prefix("HTTP API:")?;
     if !rest.starts_with(char::is_whitespace) {
         return None;
     }
-    let rest = rest.trim_start().strip_prefix("http://")?;
+    let rest = rest.trim_start();
+    let rest = rest
+        .strip_prefix("http://")
+        .or_else(|| rest.strip_prefix("https://"))?;
     let rest = rest.trim_end_matches(['\n', '\r']);
     (!rest.is_empty() && !rest.contains(char::is_whitespace)).then(|| rest.to_owned())
 }
@@ -557,7 +560,12 @@ impl Agent {
         }
     }
 
-    /// `http://<addr>`.
+    /// The bound HTTP API address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The agent's base URL, `http://host:port` (a TLS agent is reached with its own client).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }

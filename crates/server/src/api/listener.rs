@@ -17,6 +17,7 @@
 //! (tags, meta, checks) by the catalog's validation.
 
 use super::error::ApiError;
+use crate::tls::HANDSHAKE_TIMEOUT;
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +34,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 /// Default of `--http-max-conns-per-client` (Consul's default too).
@@ -114,6 +116,7 @@ pub async fn serve<S>(
     listener: TcpListener,
     service: S,
     limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send,
 ) where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
@@ -178,12 +181,37 @@ pub async fn serve<S>(
                     }
                 }
             });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), per_request)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let Some(tls) = &tls else {
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), per_request)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, %client, "HTTP API: client connection ended with an error");
+                }
+                drop(slot);
+            });
+            continue;
+        };
+        // The handshake runs in the connection's own task, under a deadline, so a client that
+        // never finishes it holds nothing but its slot.
+        let (tls, builder, watcher) = (tls.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, %client, "HTTP API: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%client, "HTTP API: TLS handshake took too long");
+                    return;
+                }
+            };
+            let connection =
+                builder.serve_connection_with_upgrades(TokioIo::new(stream), per_request);
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%error, %client, "HTTP API: client connection ended with an error");
             }
             drop(slot);

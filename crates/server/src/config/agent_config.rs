@@ -67,6 +67,9 @@ pub struct AgentConfig {
     pub dns: crate::dns::DnsConfig,
     /// Connection, header-time and write-rate limits of the HTTP API.
     pub http_limits: crate::api::HttpLimits,
+    /// TLS on the HTTP API (`--tls-cert`, `--tls-key`, `--tls-client-ca`); plain HTTP when
+    /// `None`.
+    pub http_tls: Option<crate::tls::TlsFiles>,
     /// Access control (`acl { }` in `--config-file`); off by default, as in Consul.
     pub acl: crate::acl::AclConfig,
 }
@@ -89,6 +92,7 @@ impl AgentConfig {
             gateway: crate::gateway::GatewayConfig::default(),
             dns: crate::dns::DnsConfig::default(),
             http_limits: crate::api::HttpLimits::default(),
+            http_tls: None,
             acl: crate::acl::AclConfig::default(),
         }
     }
