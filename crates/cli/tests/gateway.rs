@@ -14,22 +14,11 @@ use support::backend::Backend;
 use support::{Agent, eventually, http_client};
 use tokio::time::Instant;
 
-/// The gateway address from the agent's banner (`gateway:       http://ADDR`).
-fn gateway_addr(agent: &Agent) -> SocketAddr {
-    agent
-        .stdout()
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("gateway:"))
-        .and_then(|rest| rest.trim().strip_prefix("http://"))
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("no gateway line in the banner:\n{}", agent.stdout()))
-}
-
 fn start_agent(extra: &[&str]) -> (Agent, String) {
     let mut args = vec!["--gateway-addr", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let agent = Agent::start(&args);
-    let gateway = format!("http://{}", gateway_addr(&agent));
+    let gateway = format!("http://{}", agent.gateway_addr());
     (agent, gateway)
 }
 

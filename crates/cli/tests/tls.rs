@@ -11,7 +11,6 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::Agent;
@@ -170,17 +169,6 @@ fn bad_certificate_files_stop_the_agent_with_the_reason() {
     assert!(stderr.contains("key"), "{stderr}");
 }
 
-/// The gateway address from the banner (`gateway:       https://ADDR`).
-fn gateway_addr(agent: &Agent) -> SocketAddr {
-    agent
-        .stdout()
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("gateway:"))
-        .and_then(|rest| rest.trim().strip_prefix("https://"))
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("no https gateway line in the banner:\n{}", agent.stdout()))
-}
-
 #[test]
 fn the_gateway_takes_https_and_speaks_https_to_instances_that_ask_for_it() {
     let pki = Pki::new();
@@ -199,7 +187,7 @@ fn the_gateway_takes_https_and_speaks_https_to_instances_that_ask_for_it() {
         "Name": "secure", "ID": "secure-1", "Address": "127.0.0.1", "Port": backend.port(),
         "Tags": ["urlprefix-/secure proto=https"],
     }));
-    let gateway = format!("https://{}", gateway_addr(&agent));
+    let gateway = format!("https://{}", agent.gateway_addr());
     let client = pki.client(false);
     let answer = agent.eventually(Duration::from_secs(10), "the https route to answer", || {
         let response = client

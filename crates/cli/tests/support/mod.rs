@@ -560,6 +560,20 @@ impl Agent {
         }
     }
 
+    /// The gateway's address from the banner (`gateway:       http(s)://ADDR`).
+    pub fn gateway_addr(&self) -> SocketAddr {
+        self.stdout()
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("gateway:"))
+            .map(str::trim)
+            .and_then(|rest| {
+                rest.strip_prefix("http://")
+                    .or_else(|| rest.strip_prefix("https://"))
+            })
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no gateway line in the banner:\n{}", self.stdout()))
+    }
+
     /// The bound HTTP API address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
