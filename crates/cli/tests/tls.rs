@@ -202,4 +202,12 @@ fn the_gateway_takes_https_and_speaks_https_to_instances_that_ask_for_it() {
     assert_eq!(answer["id"], "secure-1");
     assert_eq!(answer["path"], "/secure/hello");
     assert_eq!(answer["headers"]["x-forwarded-proto"], "https");
+
+    // HTTP/2 from clients, negotiated by ALPN on the TLS listener.
+    let response = client
+        .get(format!("{gateway}/secure/h2"))
+        .send()
+        .expect("GET over TLS");
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status().as_u16(), 200);
 }
