@@ -291,6 +291,8 @@ fn errors_and_retries_are_the_gateways_own() {
         ),
         20.0
     );
+    // Every registration above reached the gateway through a timed update.
+    assert!(value("wayfinder_gateway_table_update_seconds_count") >= 2.0);
     let json = agent.get("/v1/agent/metrics").json();
     let sample = json["Samples"].as_array().and_then(|samples| {
         samples.iter().find(|s| {

@@ -314,7 +314,7 @@ impl Agent {
         let node_address = config.http_addr.ip().to_string();
         let events = Arc::new(EventHub::new(&snapshots.load(), node_address.clone()));
         let endpoints = Arc::new(EndpointCache::new(node_address.clone()));
-        let gateway = match config.gateway.addr {
+        let mut gateway = match config.gateway.addr {
             Some(addr) => {
                 let mut gateway_config = config.gateway.clone();
                 gateway_config.routing.node_address = node_address;
@@ -332,8 +332,9 @@ impl Agent {
         CheckRunsCollector::register(&mut metrics, scheduler.runs());
         let api_metrics = ApiMetrics::register(&mut metrics);
         let dns_metrics = DnsMetrics::register(&mut metrics);
-        if let Some(gateway) = &gateway {
-            GatewayCollector::register(&mut metrics, gateway.routing());
+        if let Some(gateway) = &mut gateway {
+            let updates = GatewayCollector::register(&mut metrics, gateway.routing());
+            gateway.record_updates_in(updates);
         }
         let subscribers: Vec<Arc<dyn Subscriber>> = vec![
             Arc::new(HealthSubscriber(scheduler.clone())),

@@ -11,6 +11,7 @@
 //! The proxy itself, the route table and the balancing live in `wayfinder-gateway`.
 
 use crate::write_path::{Published, Subscriber};
+use prometheus_client::metrics::histogram::Histogram;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -94,6 +95,8 @@ pub struct Gateway {
     addr: SocketAddr,
     proxy: ProxyConfig,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Where each update's duration is recorded (`wayfinder_gateway_table_update_seconds`).
+    updates: Option<Histogram>,
 }
 
 impl Gateway {
@@ -130,12 +133,18 @@ impl Gateway {
             addr,
             proxy,
             tls,
+            updates: None,
         })
     }
 
     /// The address the gateway listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Records the duration of every update in `histogram`.
+    pub fn record_updates_in(&mut self, histogram: Histogram) {
+        self.updates = Some(histogram);
     }
 
     /// The live routing (for `GET /v1/routes`).
@@ -157,11 +166,13 @@ impl Gateway {
             listeners,
             proxy,
             tls,
+            updates,
             ..
         } = self;
         let feeder = tokio::spawn(apply_changes(
             Arc::clone(&routing),
             Arc::clone(&feed),
+            updates,
             stop.clone(),
         ));
         let new_proxy = move || Proxy::new(Arc::clone(&routing), proxy.clone());
@@ -180,7 +191,12 @@ impl Gateway {
 }
 
 /// The gateway task: applies pending changes, coalescing whatever arrived meanwhile.
-async fn apply_changes(routing: Arc<Routing>, feed: Arc<GatewayFeed>, stop: CancellationToken) {
+async fn apply_changes(
+    routing: Arc<Routing>,
+    feed: Arc<GatewayFeed>,
+    updates: Option<Histogram>,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = feed.wake.notified() => {}
@@ -189,7 +205,11 @@ async fn apply_changes(routing: Arc<Routing>, feed: Arc<GatewayFeed>, stop: Canc
         let Pending { services, catalog } =
             std::mem::take(&mut *feed.pending.lock().unwrap_or_else(PoisonError::into_inner));
         if let Some(catalog) = catalog {
+            let started = tokio::time::Instant::now();
             routing.apply(&catalog, services.iter().map(String::as_str));
+            if let Some(updates) = &updates {
+                updates.observe(started.elapsed().as_secs_f64());
+            }
         }
     }
 }
