@@ -1,0 +1,314 @@
+//! `scale`: one agent holding 100,000 instances in 10,000 services (issue 10).
+//!
+//! Against an agent started with the gateway on (bench/run gives it a durable data dir):
+//!
+//! 1. the 10-instance `worker-service` fleet, then `GET /v1/endpoints/worker-service` with wrk:
+//!    the small-catalog read rate;
+//! 2. `--instances` more instances, `--per-service` to a service, each service with a
+//!    `urlprefix-/scale-N` tag (so the gateway holds one route per service), registered by
+//!    `--clients` keep-alive clients as fast as the durable write path acknowledges: the
+//!    registration rate, and the agent's resident memory per instance (growth over the small
+//!    catalog, and the whole RSS divided by the instances);
+//! 3. the same wrk run again, now beside the large catalog: the read rate as a ratio of the
+//!    small one (target ≥ 0.9);
+//! 4. `--route-changes` changes to one service's routes (its instance re-registered with a new
+//!    prefix each time), and the gateway's own histogram of update durations
+//!    (`wayfinder_gateway_table_update_seconds`) read before and after: how long one changed
+//!    service takes to reach the live route table with 10,000 routes in it (target < 1 ms).
+//!
+//! Every loop is bounded by a count and a deadline, and talks to loopback only.
+
+use anyhow::Context;
+use clap::Parser;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+use wayfinder_bench::args::{AgentArgs, duration};
+use wayfinder_bench::client::Connection;
+use wayfinder_bench::fleet;
+use wayfinder_bench::report::{Count, Rate, Ratio, Table, verdict};
+use wayfinder_bench::wrk::{self, Load};
+
+/// Most instances accepted.
+const MAX_INSTANCES: u64 = 1_000_000;
+/// Longest the registration phase may take before the run gives up.
+const REGISTER_DEADLINE: Duration = Duration::from_secs(600);
+
+#[derive(Parser, Debug)]
+#[command(about = "100,000 instances in one agent: memory, read rate, gateway updates")]
+struct Args {
+    #[command(flatten)]
+    agent: AgentArgs,
+    /// wrk binary.
+    #[arg(long)]
+    wrk: PathBuf,
+    /// Instances to add beside the 10-instance fleet.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=MAX_INSTANCES))]
+    instances: u64,
+    /// Instances per service.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000u64))]
+    per_service: u64,
+    /// Concurrent registering clients.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    clients: u32,
+    /// Route changes to time.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    route_changes: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 2)]
+    threads: u32,
+    /// wrk connections.
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+    /// Each wrk run.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    duration: Duration,
+}
+
+fn registration(n: u64, per_service: u64) -> String {
+    let service = n / per_service;
+    format!(
+        r#"{{"Name":"scale-{service}","ID":"scale-{n}","Address":"10.{a}.{b}.{c}","Port":{port},"Tags":["urlprefix-/scale-{service}","v1"],"Meta":{{"version":"1.4.2"}}}}"#,
+        a = (n >> 16) & 0xff,
+        b = (n >> 8) & 0xff,
+        c = n & 0xff,
+        port = 8000 + n % 1000,
+    )
+}
+
+/// Registers instances `0..total` with `clients` connections; returns the seconds it took.
+async fn register_all(args: &Args) -> anyhow::Result<f64> {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + REGISTER_DEADLINE;
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let next = Arc::clone(&next);
+        let (addr, total, per_service) = (args.agent.addr, args.instances, args.per_service);
+        tasks.push(tokio::spawn(async move {
+            let mut connection = Connection::open(addr).await?;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    return anyhow::Ok(());
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "registration took over {REGISTER_DEADLINE:?}"
+                );
+                connection
+                    .put("/v1/agent/service/register", registration(n, per_service))
+                    .await?
+                    .expect_ok(&format!("registering scale-{n}"))?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.context("a registering client panicked")??;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// The samples of `/metrics` whose name starts with `prefix`.
+async fn metrics(
+    connection: &mut Connection,
+    prefix: &str,
+) -> anyhow::Result<BTreeMap<String, f64>> {
+    let answer = connection
+        .get("/metrics")
+        .await?
+        .expect_ok("GET /metrics")?;
+    let text = String::from_utf8_lossy(&answer.body).into_owned();
+    Ok(text
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            Some((key.to_owned(), value.parse().ok()?))
+        })
+        .collect())
+}
+
+/// The bucket bound under which `quantile` of the observations between `before` and `after`
+/// fall (Prometheus' `le` buckets: an upper bound, not an interpolation).
+fn bucket_quantile(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+    quantile: f64,
+) -> Option<f64> {
+    let mut buckets: Vec<(f64, f64)> = after
+        .iter()
+        .filter_map(|(key, value)| {
+            let le = key.split("le=\"").nth(1)?.split('"').next()?;
+            let bound: f64 = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((bound, value - before.get(key).copied().unwrap_or(0.0)))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= quantile * total)
+        .map(|(bound, _)| *bound)
+}
+
+fn micros(seconds: Option<f64>) -> String {
+    match seconds {
+        Some(s) if s.is_finite() => format!("≤ {:.0} µs", s * 1e6),
+        Some(_) => "> 82 ms".to_owned(),
+        None => "no observation".to_owned(),
+    }
+}
+
+async fn read_rate(args: &Args) -> anyhow::Result<wrk::WrkReport> {
+    let load = Load {
+        threads: args.threads,
+        connections: args.connections,
+        duration: args.duration,
+    };
+    let url = format!("http://{}/v1/endpoints/{}", args.agent.addr, fleet::SERVICE);
+    wrk::run(&args.wrk, load, &url).await
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let process = args
+        .agent
+        .process()
+        .context("scale needs --agent-pid to read memory")?;
+    let mut connection = Connection::open(args.agent.addr).await?;
+    fleet::register(&mut connection, fleet::DEFAULT_INSTANCES).await?;
+    let small = read_rate(&args).await?;
+    let small_rss = process.memory_kib()?.rss_kib;
+
+    let seconds = register_all(&args).await?;
+    let large_rss = process.memory_kib()?.rss_kib;
+    let large = read_rate(&args).await?;
+
+    let mut connection = Connection::open(args.agent.addr).await?;
+    let histogram = "wayfinder_gateway_table_update_seconds";
+    let before = metrics(&mut connection, histogram).await?;
+    for change in 0..args.route_changes {
+        let body = format!(
+            r#"{{"Name":"scale-0","ID":"scale-0","Address":"10.0.0.0","Port":8000,"Tags":["urlprefix-/scale-0-v{change}"]}}"#
+        );
+        connection
+            .put("/v1/agent/service/register", body)
+            .await?
+            .expect_ok("changing scale-0's route")?;
+    }
+    // The gateway applies changes on its own task: wait (bounded) until it has seen them all.
+    let count_key = format!("{histogram}_count");
+    let wanted = before.get(&count_key).copied().unwrap_or(0.0) + 1.0;
+    let waited = Instant::now();
+    let mut after = metrics(&mut connection, histogram).await?;
+    while after.get(&count_key).copied().unwrap_or(0.0) < wanted
+        && waited.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = metrics(&mut connection, histogram).await?;
+    }
+    let updates = after.get(&count_key).copied().unwrap_or(0.0)
+        - before.get(&count_key).copied().unwrap_or(0.0);
+    let sum_key = format!("{histogram}_sum");
+    let mean = (after.get(&sum_key).copied().unwrap_or(0.0)
+        - before.get(&sum_key).copied().unwrap_or(0.0))
+        / updates.max(1.0);
+    let buckets = |m: &BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+        m.iter()
+            .filter(|(k, _)| k.contains("_bucket"))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    };
+    let (b0, b1) = (buckets(&before), buckets(&after));
+    let p50 = bucket_quantile(&b0, &b1, 0.5);
+    let p99 = bucket_quantile(&b0, &b1, 0.99);
+
+    let instances = args.instances + u64::from(fleet::DEFAULT_INSTANCES);
+    let growth_per_instance =
+        (large_rss.saturating_sub(small_rss)) as f64 * 1024.0 / args.instances as f64;
+    let whole_per_instance = large_rss as f64 * 1024.0 / instances as f64;
+    let ratio = large.per_second / small.per_second.max(1.0);
+    let mut table = Table::new();
+    table
+        .row(
+            "instances / services",
+            format!(
+                "{} / {}",
+                Count(instances),
+                Count(args.instances.div_ceil(args.per_service) + 1)
+            ),
+        )
+        .row(
+            "registrations/s (durable, {clients} clients)"
+                .replace("{clients}", &args.clients.to_string()),
+            Rate(args.instances as f64 / seconds),
+        )
+        .row(
+            "agent RSS, 10 instances → all",
+            format!("{} KiB → {} KiB", Count(small_rss), Count(large_rss)),
+        )
+        .row(
+            "**RSS growth per added instance** (target ≤ 1,024 B)",
+            format!(
+                "{:.0} B {}",
+                growth_per_instance,
+                verdict(growth_per_instance <= 1024.0)
+            ),
+        )
+        .row(
+            "whole RSS per instance",
+            format!("{whole_per_instance:.0} B"),
+        )
+        .row(
+            "GET /v1/endpoints/worker-service, 10-instance catalog",
+            format!("{} req/s, p99 {:?}", Rate(small.per_second), small.p99),
+        )
+        .row(
+            "the same, beside the large catalog",
+            format!("{} req/s, p99 {:?}", Rate(large.per_second), large.p99),
+        )
+        .row(
+            "**read rate, large ÷ small** (target ≥ 0.9)",
+            format!("{} {}", Ratio(ratio), verdict(ratio >= 0.9)),
+        )
+        .row(
+            "gateway updates timed (one changed service, ~10,000 routes)",
+            format!("{updates:.0}"),
+        )
+        .row("gateway update, mean", format!("{:.0} µs", mean * 1e6))
+        .row(
+            "gateway update, p50 / p99 (histogram bucket bound)",
+            format!("{} / {}", micros(p50), micros(p99)),
+        )
+        .row(
+            "**gateway update p99 < 1 ms**",
+            verdict(p99.is_some_and(|p| p < 0.001)),
+        )
+        .row(
+            "wrk errors / non-2xx (small, large)",
+            format!(
+                "{}/{}, {}/{}",
+                small.errors(),
+                small.non_2xx,
+                large.errors(),
+                large.non_2xx
+            ),
+        );
+    println!(
+        "{}",
+        table.render("Scale: 100,000 instances in one agent (scale)")
+    );
+    Ok(())
+}
