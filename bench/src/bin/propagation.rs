@@ -571,6 +571,13 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: &Args, crowd: &Handle) -> anyhow::Result<()> {
     let mut writer = Connection::open(args.agent.addr).await?;
     fleet::register(&mut writer, args.instances).await?;
+    // The agent's memory before any watcher, for the memory each one costs (issue 10).
+    let rss_before = args
+        .agent
+        .process()
+        .map(|p| p.memory_kib())
+        .transpose()?
+        .map(|m| m.rss_kib);
 
     eprintln!(
         "propagation: connecting {} SSE watchers and {} blocking queries to {}",
@@ -616,6 +623,22 @@ async fn run(args: &Args, crowd: &Handle) -> anyhow::Result<()> {
     );
     // Let the first long polls reach the agent and park.
     sleep(args.settle.max(Duration::from_millis(500))).await;
+    let rss_watching = args
+        .agent
+        .process()
+        .map(|p| p.memory_kib())
+        .transpose()?
+        .map(|m| m.rss_kib);
+    let watchers = u64::from(args.sse_watchers + args.blocking_watchers);
+    let per_watcher = match (rss_before, rss_watching) {
+        (Some(before), Some(after)) => format!(
+            "{} KiB → {} KiB: **{:.1} KiB per watcher**",
+            Count(before),
+            Count(after),
+            after.saturating_sub(before) as f64 / watchers as f64
+        ),
+        _ => "n/a (no --agent-pid)".to_owned(),
+    };
 
     let mark = CpuMark::now(args.agent.process())?;
     let started = Instant::now();
@@ -662,6 +685,7 @@ async fn run(args: &Args, crowd: &Handle) -> anyhow::Result<()> {
                 args.settle.as_millis()
             ),
         )
+        .row("agent RSS, no watcher → all connected", per_watcher)
         .row(
             "agent CPU over both variants",
             cpu.server
