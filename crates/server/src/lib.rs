@@ -22,6 +22,7 @@ pub mod events;
 pub mod gateway;
 pub mod metrics;
 pub mod snapshots;
+pub mod ui;
 pub mod upstream;
 pub mod write_path;
 
