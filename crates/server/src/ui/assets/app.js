@@ -23,6 +23,8 @@
   const EVENTS_SHOWN = 40;
   /** How long after a watch event the checks are fetched again (events come in bursts). */
   const CHECKS_DEBOUNCE_MS = 150;
+  /** How long one API read may take before it counts as failed (and polling goes on). */
+  const FETCH_TIMEOUT_MS = 10000;
   /** How long to wait before opening a watch stream the server closed for good. */
   const RECONNECT_MS = 3000;
   const STATUSES = ['passing', 'warning', 'critical'];
@@ -40,7 +42,7 @@
     series: new Map(),
     events: [],
     index: 0,
-    selected: decodeURIComponent((location.hash.match(/^#service=(.+)$/) || [])[1] || ''),
+    selected: selectedInHash(),
     filter: '',
     errors: new Map(),
   };
@@ -70,6 +72,15 @@
     const node = document.createElementNS('http://www.w3.org/2000/svg', tag);
     for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
     return node;
+  }
+
+  /** The service named in the address (`#service=web`), so a link opens on it. */
+  function selectedInHash() {
+    try {
+      return decodeURIComponent((location.hash.match(/^#service=(.+)$/) || [])[1] || '');
+    } catch {
+      return ''; // a malformed %-escape: no selection
+    }
   }
 
   const worst = (statuses) =>
@@ -141,7 +152,10 @@
   // Polling.
 
   async function getJson(path) {
-    const response = await fetch(path, { headers: { Accept: 'application/json' } });
+    const response = await fetch(path, {
+      headers: { Accept: 'application/json' },
+      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+    });
     if (!response.ok) {
       const error = new Error(`${path}: HTTP ${response.status}`);
       error.status = response.status;
