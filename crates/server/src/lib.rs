@@ -24,6 +24,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod snapshots;
 pub mod tls;
+pub mod ui;
 pub mod upstream;
 pub mod write_path;
 

@@ -8,6 +8,7 @@
 //! - [`HttpBackend`] and [`TcpBackend`]: health-check targets whose answer the test switches.
 //! - [`ScriptStatus`]: a file an exec check reads its exit code from.
 //! - [`memcached::Memcached`]: a real memcached on a free port, killable and restartable.
+//! - [`node`]: Node.js scripts from the npm fixtures, run with a deadline.
 //! - [`eventually`] / [`consistently`]: polling with a deadline. Tests never sleep to
 //!   synchronise; they wait for a condition and say what they waited for when it times out.
 //!
@@ -17,6 +18,7 @@
 pub mod backend;
 pub mod etcd;
 pub mod memcached;
+pub mod node;
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};

@@ -156,10 +156,12 @@ fn routed() -> (Router<Arc<ApiState>>, utoipa::openapi::OpenApi) {
 }
 
 /// Builds the router for every endpoint. Routes are added in [`routes`], with their
-/// documentation, never here.
+/// documentation, never here; the one exception is the web UI's pages ([`crate::ui`]), which
+/// are not API operations and so are not in the OpenAPI document.
 pub fn router(state: Arc<ApiState>) -> Router {
     let (router, _) = routed();
     router
+        .merge(crate::ui::router())
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             count_requests,
