@@ -11,6 +11,7 @@ mod error;
 mod fast_path;
 mod health;
 mod listener;
+mod members;
 mod metrics;
 mod openapi;
 mod probes;
@@ -80,6 +81,9 @@ pub struct ApiState {
     pub provider: Option<Arc<EndpointProvider>>,
     /// The gateway's live routes, when `--gateway-addr` is on (`GET /v1/routes`).
     pub routing: Option<Arc<wayfinder_gateway::Routing>>,
+    /// The cluster's members and check ownership, in cluster mode (`--store etcd://…`);
+    /// `None` for an agent with its own catalog.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl ApiState {
@@ -130,6 +134,7 @@ fn routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(endpoints::missing_service))
         .routes(routes!(endpoints::missing_service_slash))
         .routes(routes!(routes::routes))
+        .routes(routes!(members::members))
         .routes(routes!(watch::service))
         .routes(routes!(watch::all))
         .routes(routes!(probes::health))
