@@ -133,6 +133,14 @@ fn no_acknowledged_write_is_lost_when_an_etcd_member_dies() {
         });
         assert_eq!(seen.len(), WRITES);
     }
+    // The agents' leases outlived the member's death (renewals retried on live members).
+    for agent in &agents {
+        assert_eq!(
+            member_ids(agent).len(),
+            agents.len(),
+            "no agent dropped out"
+        );
+    }
     // The member rejoins and the cluster keeps taking writes through every agent.
     etcd.restart(0);
     for (i, agent) in agents.iter().enumerate() {
@@ -216,6 +224,10 @@ fn agents_that_lose_etcd_serve_stale_reads_refuse_writes_and_catch_up() {
                 other => Err(format!("/ready {other}")),
             }
         });
+    }
+    // Leases may have expired while etcd was down: both agents join again.
+    for (name, agent) in [("A", a), ("B", b)] {
+        wait_for_members(agent, name, 2);
     }
     b.register(&registration("web-2", "10.0.0.2"));
     a.eventually(
