@@ -75,6 +75,10 @@ struct AgentArgs {
     /// catalog), e.g. `etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379?prefix=/wayfinder`.
     #[arg(long, env = "WAYFINDER_STORE", value_name = "URL")]
     store: Option<String>,
+    /// In cluster mode, how long this agent's membership lease lives unrenewed: when it dies,
+    /// the other agents take over its health checks within this time (at least 3s).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration, requires = "store")]
+    cluster_lease_ttl: Duration,
     /// Directory of service definition files (*.hcl, *.json), reloaded on SIGHUP.
     #[arg(long, value_name = "DIR")]
     config_dir: Option<PathBuf>,
@@ -284,6 +288,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         http_addr: args.http_addr,
         data_dir,
         store: args.store,
+        cluster_lease_ttl: args.cluster_lease_ttl,
         config_dir: args.config_dir,
         enable_script_checks: args.enable_script_checks,
         enable_local_script_checks: args.enable_local_script_checks,

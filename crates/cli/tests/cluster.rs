@@ -133,6 +133,14 @@ fn no_acknowledged_write_is_lost_when_an_etcd_member_dies() {
         });
         assert_eq!(seen.len(), WRITES);
     }
+    // The agents' leases outlived the member's death (renewals retried on live members).
+    for agent in &agents {
+        assert_eq!(
+            member_ids(agent).len(),
+            agents.len(),
+            "no agent dropped out"
+        );
+    }
     // The member rejoins and the cluster keeps taking writes through every agent.
     etcd.restart(0);
     for (i, agent) in agents.iter().enumerate() {
@@ -217,6 +225,10 @@ fn agents_that_lose_etcd_serve_stale_reads_refuse_writes_and_catch_up() {
             }
         });
     }
+    // Leases may have expired while etcd was down: both agents join again.
+    for (name, agent) in [("A", a), ("B", b)] {
+        wait_for_members(agent, name, 2);
+    }
     b.register(&registration("web-2", "10.0.0.2"));
     a.eventually(
         SPREAD,
@@ -278,4 +290,225 @@ fn an_agent_behind_a_compaction_reads_everything_again_without_going_backwards()
     });
     a.register(&registration("web-5", "10.0.0.5"));
     assert_eq!(catalog_ids(&a).len(), 4, "A writes again");
+}
+
+/// How long after an agent's death the others may take to drop it and run its checks: the
+/// lease TTL (the default 5 s) plus slack for the watch, a first run and a busy machine.
+const TAKEOVER: Duration = Duration::from_secs(15);
+
+/// The member IDs `/v1/members` lists on `agent`, checking every entry is alive.
+fn member_ids(agent: &Agent) -> Vec<String> {
+    let response = agent.get("/v1/members");
+    response.expect_status(200);
+    let body = response.json();
+    body.as_array()
+        .map(|members| {
+            members
+                .iter()
+                .filter(|m| m["status"] == "alive")
+                .filter_map(|m| m["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_for_members(agent: &Agent, name: &str, count: usize) -> Vec<String> {
+    agent.eventually(TAKEOVER, &format!("{name} lists {count} members"), || {
+        let ids = member_ids(agent);
+        match ids.len() == count {
+            true => Ok(ids),
+            false => Err(format!("{ids:?}")),
+        }
+    })
+}
+
+/// The checks `agent` runs (`wayfinder_checks_running`).
+fn running(agent: &Agent) -> usize {
+    agent
+        .metrics()
+        .get("wayfinder_checks_running")
+        .map_or(0, |n| *n as usize)
+}
+
+/// The status of every check in `ids` as `agent` serves it.
+fn statuses(agent: &Agent, ids: &[String]) -> Vec<Option<String>> {
+    let checks = agent.checks();
+    ids.iter()
+        .map(|id| {
+            checks
+                .get(id)
+                .and_then(|c| c["Status"].as_str().map(str::to_owned))
+        })
+        .collect()
+}
+
+fn all_are(agent: &Agent, ids: &[String], status: &str) -> Result<(), String> {
+    let seen = statuses(agent, ids);
+    let off = seen.iter().filter(|s| s.as_deref() != Some(status)).count();
+    match off {
+        0 => Ok(()),
+        n => Err(format!("{n} of {} not {status}: {seen:?}", ids.len())),
+    }
+}
+
+#[test]
+#[ignore = "needs etcd: scripts/test"]
+fn checks_are_spread_over_the_members_and_move_when_one_dies() {
+    let etcd = EtcdCluster::start();
+    let mut agents = start_agents(&etcd, 3);
+    for (i, agent) in agents.iter().enumerate() {
+        wait_for_members(agent, &format!("agent {i}"), 3);
+    }
+    // Every agent lists the same members, each under its own address.
+    let listed = agents[1].get("/v1/members").json();
+    for agent in &agents {
+        assert!(
+            listed
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["address"] == agent.addr.to_string())),
+            "{} missing from {listed}",
+            agent.addr
+        );
+    }
+
+    // 30 services with HTTP checks, all registered through A. With three members the chance
+    // that one owns none of 30 checks is 3·(2/3)^30 ≈ 2e-5.
+    const SERVICES: usize = 30;
+    let backend = support::HttpBackend::start();
+    let mut checks = Vec::new();
+    for i in 0..SERVICES {
+        let id = format!("svc-{i:02}");
+        agents[0].register(&json!({
+            "Name": "spread", "ID": id, "Address": "10.0.1.1", "Port": 8000 + i,
+            "Check": {"CheckID": format!("{id}-http"), "HTTP": backend.url(), "Interval": "300ms"}
+        }));
+        checks.push(format!("{id}-http"));
+    }
+    // Every check runs (each turns passing) and each runs on exactly one agent.
+    agents[2].eventually(TAKEOVER, "every check passes, seen through C", || {
+        all_are(&agents[2], &checks, "passing")
+    });
+    let shares: Vec<usize> = agents.iter().map(running).collect();
+    assert_eq!(
+        shares.iter().sum::<usize>(),
+        SERVICES,
+        "each check runs on exactly one agent: {shares:?}"
+    );
+    assert!(
+        shares.iter().all(|n| *n > 0),
+        "every agent runs a share: {shares:?}"
+    );
+
+    // A dies without a word: B and C drop it within the lease TTL and take its checks over.
+    agents[0].kill9();
+    let survivors = &agents[1..];
+    for (name, agent) in [("B", &survivors[0]), ("C", &survivors[1])] {
+        wait_for_members(agent, name, 2);
+    }
+    // Every write A acknowledged is still there, on both survivors.
+    for agent in survivors {
+        let listed = agent.get("/v1/catalog/service/spread").json();
+        assert_eq!(
+            listed.as_array().map(Vec::len),
+            Some(SERVICES),
+            "{} lists every registration A acknowledged",
+            agent.addr
+        );
+    }
+    eventually(TAKEOVER, "B and C run every check between them", || {
+        let shares: Vec<usize> = survivors.iter().map(running).collect();
+        match shares.iter().sum::<usize>() == SERVICES {
+            true => Ok(()),
+            false => Err(format!("{shares:?}")),
+        }
+    });
+    // The checks A ran still change status: the backend fails, and B serves every check as
+    // critical.
+    backend.set_status(503);
+    survivors[0].eventually(TAKEOVER, "every check critical, seen through B", || {
+        all_are(&survivors[0], &checks, "critical")
+    });
+    // B and C keep serving reads and taking writes.
+    survivors[1].register(&registration("after-a", "10.0.0.9"));
+    survivors[0].eventually(SPREAD, "B lists C's write", || {
+        match catalog_ids(&survivors[0]).contains(&"after-a".to_owned()) {
+            true => Ok(()),
+            false => Err("after-a missing".to_owned()),
+        }
+    });
+    drop(agents);
+}
+
+#[test]
+#[ignore = "needs etcd: scripts/test"]
+fn ttl_heartbeats_through_any_agent_reach_the_checks_owner() {
+    let etcd = EtcdCluster::start();
+    let mut agents = start_agents(&etcd, 3);
+    for (i, agent) in agents.iter().enumerate() {
+        wait_for_members(agent, &format!("agent {i}"), 3);
+    }
+    // Six TTL checks: with three members, some are almost surely run by A or B
+    // (1 - (1/3)^6 ≈ 99.9%); every heartbeat goes through C.
+    const TTL_CHECKS: usize = 6;
+    let mut checks = Vec::new();
+    for i in 0..TTL_CHECKS {
+        let id = format!("beat-{i}");
+        agents[0].register(&json!({
+            "Name": "beating", "ID": id, "Address": "10.0.2.1", "Port": 9000 + i,
+            "Check": {"CheckID": format!("{id}-ttl"), "TTL": "2s", "Status": "passing"}
+        }));
+        checks.push(format!("{id}-ttl"));
+    }
+    let beat_through_c = |agents: &[Agent]| {
+        let c = &agents[2];
+        for check in &checks {
+            c.put_empty(&format!("/v1/agent/check/pass/{check}?note=alive"))
+                .expect_status(200);
+        }
+    };
+    // Heartbeats through C every 400 ms for three TTLs: no check expires anywhere.
+    for _ in 0..15 {
+        beat_through_c(&agents);
+        all_are(&agents[0], &checks, "passing").unwrap_or_else(|e| panic!("A sees {e}"));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // B dies; heartbeats through C go on, and keep the checks B ran passing once C or A
+    // has taken them over.
+    agents[1].kill9();
+    let observer = &agents[0];
+    let mut rounds_after_takeover = 0;
+    let deadline = tokio::time::Instant::now() + TAKEOVER + Duration::from_secs(6);
+    while rounds_after_takeover < 15 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "C still lists {:?}",
+            member_ids(&agents[2])
+        );
+        beat_through_c(&agents);
+        all_are(observer, &checks, "passing").unwrap_or_else(|e| panic!("A sees {e}"));
+        if member_ids(&agents[2]).len() == 2 {
+            rounds_after_takeover += 1;
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // The heartbeats stop: every TTL expires, wherever its check runs.
+    observer.eventually(
+        SPREAD,
+        "every TTL check critical once heartbeats stop",
+        || all_are(observer, &checks, "critical"),
+    );
+    // A failure through C lands too.
+    beat_through_c(&agents);
+    observer.eventually(SPREAD, "passing again", || {
+        all_are(observer, &checks, "passing")
+    });
+    agents[2]
+        .put_empty(&format!("/v1/agent/check/fail/{}?note=down", checks[0]))
+        .expect_status(200);
+    observer.eventually(SPREAD, "the failed check is critical", || {
+        match statuses(observer, &checks[..1])[0].as_deref() {
+            Some("critical") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
 }

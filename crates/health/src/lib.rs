@@ -50,4 +50,4 @@ pub use config::{
 pub use error::HealthError;
 pub use report::{Observation, Report};
 pub use runs::RunCounts;
-pub use scheduler::Scheduler;
+pub use scheduler::{Ownership, Scheduler};

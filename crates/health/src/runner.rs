@@ -103,6 +103,16 @@ impl RunnerShared {
         self.wake.notify_one();
     }
 
+    /// The report of `status` could not be written: forget it, so the next run that derives
+    /// the same status reports it again instead of waiting for a confirmation that will not
+    /// come.
+    pub(crate) fn unwritten(&self, status: Status) {
+        let mut state = self.lock();
+        if state.gate.pending() == Some(status) {
+            state.gate.withdraw();
+        }
+    }
+
     pub(crate) fn observation(&self) -> Option<Observation> {
         self.lock().observation.clone()
     }

@@ -6,11 +6,16 @@
 //! starts, restarts, informs or stops the matching runners. Runners are tasks on a
 //! [`TaskTracker`], each with a child of one [`CancellationToken`], so shutdown is one cancel and
 //! one wait.
+//!
+//! In cluster mode several agents share one catalog, and each check must run on exactly one of
+//! them: [`Scheduler::set_ownership`] gives the scheduler the predicate that says which checks
+//! are this agent's, and runners exist only for those. The agent re-evaluates it (with
+//! [`Scheduler::sync`]) whenever the member set changes.
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -26,6 +31,9 @@ use crate::probe::ProbeContext;
 use crate::report::{Observation, Report};
 use crate::runner::{CheckRunner, RunnerSetup, RunnerShared};
 use crate::runs::RunCounts;
+
+/// Says whether this agent runs a check (see [`Scheduler::set_ownership`]).
+pub type Ownership = Arc<dyn Fn(&CheckId) -> bool + Send + Sync>;
 
 /// Runs every check in the catalog and reports the status changes they find.
 ///
@@ -45,6 +53,11 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     runtime: Option<Handle>,
+    /// Which checks this agent runs; every check unless the agent shares its catalog.
+    ownership: RwLock<Ownership>,
+    /// Held by [`Scheduler::update`] and [`Scheduler::sync`], so an update that read the old
+    /// ownership cannot start a runner after a sync under the new one stopped it.
+    reconciling: Mutex<()>,
 }
 
 /// The scheduler's side of a runner: the definition it runs (to notice redefinitions), what it
@@ -79,6 +92,8 @@ impl Scheduler {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 runtime: Handle::try_current().ok(),
+                ownership: RwLock::new(Arc::new(|_: &CheckId| true)),
+                reconciling: Mutex::new(()),
             }),
         }
     }
@@ -95,23 +110,54 @@ impl Scheduler {
     /// none, a new runner if its kind or policy changed, and otherwise its runner learns the
     /// catalog's current status; a check no longer in the catalog has its runner stopped.
     pub fn update<'a>(&self, catalog: &Catalog, checks: impl IntoIterator<Item = &'a CheckId>) {
+        let _reconciling = self.lock_reconciling();
+        let owns = self.ownership();
         for id in checks {
             match catalog.check(id.as_str()) {
-                Some(check) if !matches!(check.kind, CheckKind::Mirrored { .. }) => {
-                    self.reconcile(check)
-                }
-                // Gone, or mirrored from an upstream that runs it: nothing to run here.
+                Some(check) if runs_here(check, &owns) => self.reconcile(check),
+                // Gone, mirrored from an upstream that runs it, or another agent's to run.
                 Some(_) | None => self.stop(id),
             }
         }
+    }
+
+    /// Sets which checks this agent runs (cluster mode: the checks the agent owns among the
+    /// live members). Takes effect for the next [`Scheduler::update`]; call
+    /// [`Scheduler::sync`] to apply it to every check at once.
+    pub fn set_ownership(&self, ownership: Ownership) {
+        let _reconciling = self.lock_reconciling();
+        *self
+            .inner
+            .ownership
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = ownership;
+    }
+
+    fn ownership(&self) -> Ownership {
+        Arc::clone(
+            &self
+                .inner
+                .ownership
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    fn lock_reconciling(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .reconciling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Reconciles every runner with `catalog`: each check gets its runner, and runners of checks
     /// the catalog no longer holds are stopped. For start-up, and for resynchronising after the
     /// catalog was replaced wholesale (a store restore, an etcd resync).
     pub fn sync(&self, catalog: &Catalog) {
+        let _reconciling = self.lock_reconciling();
+        let owns = self.ownership();
         for check in catalog.checks() {
-            if !matches!(check.kind, CheckKind::Mirrored { .. }) {
+            if runs_here(check, &owns) {
                 self.reconcile(check);
             }
         }
@@ -122,13 +168,18 @@ impl Scheduler {
             .filter(|entry| {
                 catalog
                     .check(entry.key().as_str())
-                    .is_none_or(|check| matches!(check.kind, CheckKind::Mirrored { .. }))
+                    .is_none_or(|check| !runs_here(check, &owns))
             })
             .map(|entry| entry.key().clone())
             .collect();
         for id in &gone {
             self.stop(id);
         }
+    }
+
+    /// Whether this agent has a runner for `check` (in cluster mode: whether it owns it).
+    pub fn runs_check(&self, check: &str) -> bool {
+        self.inner.runners.contains_key(check)
     }
 
     /// Records a TTL heartbeat (the pass/warn/fail/update API): restarts the check's TTL and
@@ -179,6 +230,17 @@ impl Scheduler {
                 .runners
                 .get(check.as_str())
                 .is_some_and(|runner| runner.shared.catalog_status() == Status::Critical),
+        }
+    }
+
+    /// Tells the runner that `report` was not written (the store refused it or was
+    /// unreachable), so that its next run reports the same change again rather than after the
+    /// confirmation timeout. Only status reports are retried this way.
+    pub fn unwritten(&self, report: &Report) {
+        if let Report::Status { check, status, .. } = report
+            && let Some(runner) = self.inner.runners.get(check.as_str())
+        {
+            runner.shared.unwritten(*status);
         }
     }
 
@@ -273,6 +335,12 @@ impl Scheduler {
             cancel,
         })
     }
+}
+
+/// Whether a runner for `check` belongs on this agent: not for a check mirrored from an upstream
+/// (the upstream runs it), nor for one another agent of the cluster owns.
+fn runs_here(check: &Check, owns: &Ownership) -> bool {
+    !matches!(check.kind, CheckKind::Mirrored { .. }) && owns(&check.id)
 }
 
 impl fmt::Debug for Scheduler {

@@ -177,6 +177,35 @@ async fn sync_reconciles_everything() {
 }
 
 #[tokio::test]
+async fn only_owned_checks_get_runners_and_ownership_changes_move_them() {
+    let mut h = Harness::new();
+    let mine = std::sync::Arc::new(std::sync::Mutex::new(vec!["a".to_owned()]));
+    let owned = std::sync::Arc::clone(&mine);
+    h.scheduler.set_ownership(std::sync::Arc::new(move |id| {
+        owned
+            .lock()
+            .expect("ownership list")
+            .iter()
+            .any(|o| o == id.as_str())
+    }));
+    h.register(
+        "web-1",
+        vec![
+            check("a", ttl(Duration::from_secs(60))),
+            check("b", ttl(Duration::from_secs(60))),
+        ],
+    );
+    assert_eq!(h.scheduler.runner_count(), 1, "only the owned check runs");
+    assert!(h.scheduler.runs_check("a") && !h.scheduler.runs_check("b"));
+
+    // The member set changed: this agent now owns b, not a.
+    *mine.lock().expect("ownership list") = vec!["b".to_owned()];
+    h.scheduler.sync(&h.catalog);
+    assert!(h.scheduler.runs_check("b") && !h.scheduler.runs_check("a"));
+    assert_eq!(h.scheduler.runner_count(), 1);
+}
+
+#[tokio::test]
 async fn shutdown_stops_runners_mid_run_and_starts_nothing_after() {
     let mut h = Harness::new();
     let mut definition = check("sleepy", shell("sleep 30"));

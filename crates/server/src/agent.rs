@@ -8,6 +8,7 @@
 
 use crate::api::{self, ApiState, SharedReads};
 use crate::cache::{CacheError, CacheSettings, RunningCache};
+use crate::cluster::{Cluster, MIN_LEASE_TTL, MemberSet, MembershipTasks};
 use crate::config::service_files::{self, ConfigError, Definitions, ScriptPolicy};
 use crate::config::{AgentConfig, DataDir};
 use crate::consul::response::NodeInfo;
@@ -29,11 +30,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use wayfinder_catalog::{Catalog, CatalogError, CheckId, Command, Source, Touched};
 use wayfinder_health::{Report, Scheduler, SchedulerConfig};
-use wayfinder_store::{EmbeddedStore, EtcdSettings, EtcdStore, Store, StoreError};
+use wayfinder_store::{EmbeddedStore, EtcdSettings, EtcdStore, MemberRecord, Store, StoreError};
 
 /// Reports from check runners that may wait for the writer.
 const REPORT_QUEUE: usize = 4096;
@@ -84,6 +85,9 @@ pub enum AgentError {
     /// The ACL bootstrap file in the data directory cannot be read.
     #[error(transparent)]
     Acl(#[from] crate::acl::BootstrapError),
+    /// Cluster mode cannot start as configured.
+    #[error("cluster mode: {0}")]
+    Cluster(String),
 }
 
 /// What a config reload changed.
@@ -234,6 +238,8 @@ pub struct Agent {
     mirror: Option<Mirror>,
     gateway: Option<Gateway>,
     dns: Option<crate::dns::Dns>,
+    /// The membership tasks, in cluster mode.
+    membership: Option<MembershipTasks>,
     _temporary: Option<tempfile::TempDir>,
 }
 
@@ -281,6 +287,13 @@ impl Agent {
             None => Definitions::default(),
         };
 
+        if config.store.is_some() && config.cluster_lease_ttl < MIN_LEASE_TTL {
+            return Err(AgentError::Cluster(format!(
+                "--cluster-lease-ttl {:?} is below {MIN_LEASE_TTL:?}: a renewal through a dead \
+                 etcd member can take 2 s, and the lease must outlive it",
+                config.cluster_lease_ttl
+            )));
+        }
         let (backend, catalog) = match &config.store {
             Some(url) => {
                 let settings = EtcdSettings::parse(url)?;
@@ -311,6 +324,15 @@ impl Agent {
 
         let (reports_tx, reports) = mpsc::channel(REPORT_QUEUE);
         let scheduler = Scheduler::new(reports_tx, SchedulerConfig::default());
+        let etcd = match &backend {
+            Backend::Etcd(store) => Some(EtcdStore::clone(store)),
+            Backend::Embedded(_) => None,
+        };
+        if etcd.is_some() {
+            // Nothing is this agent's to run until it has read the member set (with itself in
+            // it): a check another agent runs must not run twice meanwhile.
+            scheduler.set_ownership(Arc::new(|_: &CheckId| false));
+        }
         let node_address = config.http_addr.ip().to_string();
         let events = Arc::new(EventHub::new(&snapshots.load(), node_address.clone()));
         let endpoints = Arc::new(EndpointCache::new(node_address.clone()));
@@ -329,7 +351,7 @@ impl Agent {
             .await?;
         let catalog_metrics = CatalogMetrics::register(&mut metrics);
         let check_metrics = CheckMetrics::register(&mut metrics);
-        CheckRunsCollector::register(&mut metrics, scheduler.runs());
+        CheckRunsCollector::register(&mut metrics, scheduler.clone());
         let api_metrics = ApiMetrics::register(&mut metrics);
         let dns_metrics = DnsMetrics::register(&mut metrics);
         if let Some(gateway) = &mut gateway {
@@ -403,6 +425,43 @@ impl Agent {
             http_addr.ip().to_string(),
             config.datacenter.clone(),
         );
+        let (cluster, membership) = match etcd {
+            Some(store) => {
+                let local = MemberRecord {
+                    id: Cluster::new_member_id(),
+                    name: config.node_name.clone(),
+                    address: http_addr.to_string(),
+                    datacenter: config.datacenter.clone(),
+                };
+                if http_addr.ip().is_unspecified() {
+                    tracing::warn!(
+                        address = %http_addr,
+                        "the HTTP API listens on all addresses, so other agents cannot forward \
+                         TTL heartbeats to this one; give --http-addr a routable IP"
+                    );
+                }
+                let (members_tx, members_rx) = watch::channel(Arc::new(MemberSet::new()));
+                let cluster = Arc::new(
+                    Cluster::new(local.clone(), members_rx)
+                        .map_err(|e| AgentError::Cluster(e.to_string()))?,
+                );
+                scheduler.set_ownership(cluster.ownership());
+                let resync = {
+                    let scheduler = scheduler.clone();
+                    let snapshots = Arc::clone(&snapshots);
+                    move |_: &MemberSet| scheduler.sync(&snapshots.load())
+                };
+                let tasks = MembershipTasks::spawn(
+                    store,
+                    local,
+                    config.cluster_lease_ttl,
+                    members_tx,
+                    resync,
+                );
+                (Some(cluster), Some(tasks))
+            }
+            None => (None, None),
+        };
         let dns = match config.dns.addr {
             Some(addr) => Some(
                 crate::dns::Dns::bind(
@@ -444,6 +503,7 @@ impl Agent {
             provider: cache.provider(),
             shared_reads: SharedReads::default(),
             routing: gateway.as_ref().map(Gateway::routing),
+            cluster,
         });
         let mirror = upstream.map(|client| {
             use std::sync::atomic::Ordering;
@@ -466,6 +526,7 @@ impl Agent {
             mirror,
             gateway,
             dns,
+            membership,
             _temporary: temporary,
         })
     }
@@ -513,6 +574,7 @@ impl Agent {
             mirror,
             gateway,
             dns,
+            membership,
             _temporary,
             ..
         } = self;
@@ -546,6 +608,11 @@ impl Agent {
             mirror.shutdown().await;
         }
         scheduler.shutdown().await;
+        // After the checks stopped, before the writer closes: the other agents take this
+        // one's checks over as soon as its record goes.
+        if let Some(membership) = membership {
+            membership.shutdown().await;
+        }
         report_task.abort();
         let _ = report_task.await;
         drop(reloader);
@@ -579,7 +646,7 @@ async fn write_reports(
                 metrics.changed(&registered.kind, *status);
             }
         }
-        let command = match report {
+        let command = match report.clone() {
             Report::Status {
                 check,
                 status,
@@ -600,13 +667,17 @@ async fn write_reports(
         let Ok(written) = writer.enqueue(command).await else {
             return;
         };
+        let scheduler = scheduler.clone();
         tokio::spawn(async move {
             match written.await {
                 Ok(_)
                 | Err(WriteError::Rejected(
                     CatalogError::UnknownCheck(_) | CatalogError::UnknownInstance(_),
                 )) => {}
-                Err(error) => tracing::warn!(%error, "health report not written"),
+                Err(error) => {
+                    tracing::warn!(%error, "health report not written; the next run reports it again");
+                    scheduler.unwritten(&report);
+                }
             }
         });
     }

@@ -15,6 +15,7 @@ pub mod agent;
 pub mod api;
 pub mod blocking;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod consul;
 pub mod dns;

@@ -90,7 +90,7 @@ pub enum Commit {
 /// A connection to the etcd cluster holding the catalog. Cheap to clone (the client is).
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    pub(crate) client: Client,
     settings: Arc<EtcdSettings>,
 }
 
@@ -162,14 +162,16 @@ impl EtcdStore {
     }
 
     /// Writes `rows` (marked with [`Rows::mark_new`] against `base`) in one transaction that
-    /// succeeds only if none of their keys changed after revision `base`, the index of the
-    /// catalog the batch was validated on.
+    /// succeeds only if none of their instance and check keys changed after revision `base`,
+    /// the index of the catalog the batch was validated on.
     pub async fn commit(&self, base: u64, rows: &Rows) -> Result<Commit, StoreError> {
         let mut compares = Vec::new();
         let mut operations = Vec::new();
         let guard = i64::try_from(base.saturating_add(1)).unwrap_or(i64::MAX);
-        let mut add = |key: String, value: Option<Vec<u8>>| {
-            compares.push(Compare::mod_revision(key.clone(), CompareOp::Less, guard));
+        let mut add = |key: String, value: Option<Vec<u8>>, guarded: bool| {
+            if guarded {
+                compares.push(Compare::mod_revision(key.clone(), CompareOp::Less, guard));
+            }
             operations.push(match value {
                 Some(value) => TxnOp::put(key, value, None),
                 None => TxnOp::delete(key, None),
@@ -180,17 +182,25 @@ impl EtcdStore {
                 .as_deref()
                 .map(|r| encode("instance", id.as_str(), r))
                 .transpose()?;
-            add(self.key("instances", id.as_str()), value);
+            add(self.key("instances", id.as_str()), value, true);
         }
         for (id, row) in &rows.checks {
             let value = row
                 .as_deref()
                 .map(|r| encode("check", id.as_str(), r))
                 .transpose()?;
-            add(self.key("checks", id.as_str()), value);
+            add(self.key("checks", id.as_str()), value, true);
         }
+        // A service key holds nothing but its modify index (its `mod_revision`): every write
+        // puts the same `{}`, so two agents writing the same service cannot lose anything, and
+        // guarding it would make every pair of concurrent writes to one service conflict
+        // (status changes of different checks included).
         for name in rows.services.keys() {
-            add(self.key("services", name.as_str()), Some(b"{}".to_vec()));
+            add(
+                self.key("services", name.as_str()),
+                Some(b"{}".to_vec()),
+                false,
+            );
         }
         let response = self
             .client
@@ -222,7 +232,7 @@ impl EtcdStore {
         })
     }
 
-    fn key(&self, table: &str, id: &str) -> String {
+    pub(crate) fn key(&self, table: &str, id: &str) -> String {
         format!("{}/{table}/{id}", self.settings.prefix)
     }
 
@@ -246,7 +256,7 @@ impl EtcdStore {
         })
     }
 
-    fn error(&self, action: &'static str, source: etcd_client::Error) -> StoreError {
+    pub(crate) fn error(&self, action: &'static str, source: etcd_client::Error) -> StoreError {
         etcd_error(&self.settings, action, source)
     }
 }

@@ -20,11 +20,13 @@
 mod embedded;
 mod error;
 mod etcd;
+mod members;
 mod tables;
 
 pub use embedded::{EmbeddedStore, FILE_NAME};
 pub use error::StoreError;
 pub use etcd::{Change, Changes, Commit, DEFAULT_PREFIX, EtcdSettings, EtcdStore};
+pub use members::{LeaseId, LeaseState, MemberChange, MemberChanges, MemberRecord};
 
 use wayfinder_catalog::{Catalog, Check, Instance, Rows, ServiceName};
 

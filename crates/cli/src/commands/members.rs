@@ -1,8 +1,8 @@
 //! `wayfinder members`: the agents in the cluster.
 //!
-//! Cluster mode is a later issue, so the agent has no `/v1/members` yet. The command asks for
-//! it anyway, so it keeps working when it arrives; on 404 it shows the one agent it talks to,
-//! from `/v1/agent/self` (`Config.NodeName`, `Member.Addr`, `Config.Datacenter`).
+//! It prints `/v1/members`: in cluster mode the agents holding a live etcd lease, otherwise the
+//! one agent it talks to. An agent older than `/v1/members` answers 404; then the command shows
+//! that agent from `/v1/agent/self` (`Config.NodeName`, `Member.Addr`, `Config.Datacenter`).
 
 use super::http::{AgentHttp, AgentTarget, CommandError, CommandResult};
 use super::table::Table;
@@ -15,8 +15,8 @@ pub struct MembersArgs {
     target: AgentTarget,
 }
 
-/// Runs `wayfinder members`. `--json` prints `[{"name", "address", "datacenter", "status"}]`
-/// (from `/v1/members` when the agent has it, as it answers).
+/// Runs `wayfinder members`. `--json` prints `/v1/members` as the agent answers it:
+/// `[{"id", "name", "address", "datacenter", "status"}]`.
 pub fn run(args: &MembersArgs) -> CommandResult {
     let agent = AgentHttp::new(&args.target)?;
     let answer = agent.get(agent.url(&["v1", "members"]))?;

@@ -11,11 +11,12 @@ use crate::consul::request::{CheckBody, CheckUpdateBody, ServiceBody, check_regi
 use crate::consul::response::{AgentServiceJson, HealthCheckJson};
 use axum::body::Body;
 use axum::extract::Path;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::json as object;
 use std::collections::BTreeMap;
 use wayfinder_catalog::{Check, CheckId, CheckKind, Command, InstanceId, Source, Status};
+use wayfinder_health::HealthError;
 
 /// Message for a script check refused because the agent does not allow them.
 const SCRIPTS_DISABLED: &str = "script checks (Args/ScriptArgs) are disabled on this agent for API \
@@ -305,11 +306,13 @@ pub async fn pass(
     state: State,
     authz: Authz,
     Path(id): Path<String>,
+    headers: HeaderMap,
     params: Params,
 ) -> Result<StatusCode, ApiError> {
     heartbeat(
         &state,
         &authz,
+        &headers,
         &id,
         Status::Passing,
         params.get("note").unwrap_or(""),
@@ -338,11 +341,13 @@ pub async fn warn(
     state: State,
     authz: Authz,
     Path(id): Path<String>,
+    headers: HeaderMap,
     params: Params,
 ) -> Result<StatusCode, ApiError> {
     heartbeat(
         &state,
         &authz,
+        &headers,
         &id,
         Status::Warning,
         params.get("note").unwrap_or(""),
@@ -371,11 +376,13 @@ pub async fn fail(
     state: State,
     authz: Authz,
     Path(id): Path<String>,
+    headers: HeaderMap,
     params: Params,
 ) -> Result<StatusCode, ApiError> {
     heartbeat(
         &state,
         &authz,
+        &headers,
         &id,
         Status::Critical,
         params.get("note").unwrap_or(""),
@@ -401,19 +408,27 @@ pub async fn update(
     state: State,
     authz: Authz,
     Path(id): Path<String>,
+    headers: HeaderMap,
     request: Body,
 ) -> Result<StatusCode, ApiError> {
     let value = body::json(request).await?;
     let (status, output) = CheckUpdateBody::decode(value)?;
-    heartbeat(&state, &authz, &id, status, &output).await
+    heartbeat(&state, &authz, &headers, &id, status, &output).await
 }
 
 /// A TTL update: reset the TTL timer and keep the output (in memory, always), and write the
 /// status only when it changes (DESIGN.md: a result that does not change a status writes
 /// nothing).
+///
+/// In cluster mode the TTL timer lives on the member that owns the check: a heartbeat for a
+/// check another member runs is forwarded there (once: a forwarded one is handled where it
+/// lands). If the owner cannot be reached (it died and its lease has not expired yet), the
+/// status is written here, through etcd, so a change still lands; the owner's successor then
+/// starts the TTL afresh.
 async fn heartbeat(
     state: &State,
     authz: &Authz,
+    headers: &HeaderMap,
     id: &str,
     status: Status,
     output: &str,
@@ -435,10 +450,32 @@ async fn heartbeat(
     wayfinder_catalog::truncate_output(&mut output);
     let check_id = check.id.clone();
     drop(catalog);
-    state
-        .scheduler
-        .heartbeat(&check_id, status, output.clone())
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    if let Some(cluster) = &state.cluster {
+        let forwarded = headers.contains_key(crate::cluster::FORWARDED_HEADER);
+        let owner = cluster.owner_of(check_id.as_str());
+        match owner {
+            Some(owner) if !forwarded && owner.id != cluster.local().id => {
+                match cluster
+                    .forward_heartbeat(&owner, check_id.as_str(), status, &output, authz.token())
+                    .await
+                {
+                    Ok(()) => return Ok(StatusCode::OK),
+                    Err(error) => tracing::warn!(
+                        %error, check = %check_id,
+                        "TTL heartbeat not forwarded to the check's owner; writing its status here"
+                    ),
+                }
+            }
+            _ => {}
+        }
+    }
+    match state.scheduler.heartbeat(&check_id, status, output.clone()) {
+        Ok(()) => {}
+        // In cluster mode the check may be run by another member (or by none, for a moment,
+        // while ownership moves): the status is written all the same.
+        Err(HealthError::UnknownCheck(_)) if state.cluster.is_some() => {}
+        Err(error) => return Err(ApiError::not_found(error.to_string())),
+    }
     state
         .writer
         .submit(Command::SetCheckStatus {

@@ -14,8 +14,15 @@ const TOKEN_HEADER: &str = "x-consul-token";
 
 /// Who sent the request. Taken by every handler that reads or changes the catalog or the
 /// agent; with ACLs off it costs nothing and allows everything.
-#[derive(Debug, Clone)]
-pub struct Authz(pub Identity);
+#[derive(Clone)]
+pub struct Authz(pub Identity, Option<String>);
+
+impl std::fmt::Debug for Authz {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.debug_tuple("Authz").field(&self.0).finish()
+    }
+}
 
 impl FromRequestParts<Arc<ApiState>> for Authz {
     type Rejection = ApiError;
@@ -25,14 +32,14 @@ impl FromRequestParts<Arc<ApiState>> for Authz {
         state: &Arc<ApiState>,
     ) -> Result<Self, Self::Rejection> {
         if !state.acl.is_enabled() {
-            return Ok(Authz(Identity::Unrestricted));
+            return Ok(Authz(Identity::Unrestricted, None));
         }
         let token = token_of(parts)?;
-        state
+        let identity = state
             .acl
             .resolve(token.as_deref())
-            .map(Authz)
-            .map_err(|error| ApiError::new(StatusCode::FORBIDDEN, error.to_string()))
+            .map_err(|error| ApiError::new(StatusCode::FORBIDDEN, error.to_string()))?;
+        Ok(Authz(identity, token))
     }
 }
 
@@ -66,6 +73,12 @@ fn token_of(parts: &Parts) -> Result<Option<String>, ApiError> {
 }
 
 impl Authz {
+    /// The token the request carried (under ACLs), for a request this agent makes on its
+    /// behalf to another member; never logged.
+    pub fn token(&self) -> Option<&str> {
+        self.1.as_deref()
+    }
+
     /// Whether this request may read the service called `name`.
     pub fn reads_service(&self, name: &str) -> bool {
         self.0.service(name) >= Access::Read

@@ -13,6 +13,7 @@ mod error;
 mod fast_path;
 mod health;
 mod listener;
+mod members;
 mod metrics;
 mod openapi;
 mod probes;
@@ -84,6 +85,9 @@ pub struct ApiState {
     pub routing: Option<Arc<wayfinder_gateway::Routing>>,
     /// Access control: tokens, rules, the bootstrap token (allows everything when off).
     pub acl: Arc<crate::acl::Acl>,
+    /// The cluster's members and check ownership, in cluster mode (`--store etcd://…`);
+    /// `None` for an agent with its own catalog.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl ApiState {
@@ -134,6 +138,7 @@ fn routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(endpoints::missing_service))
         .routes(routes!(endpoints::missing_service_slash))
         .routes(routes!(routes::routes))
+        .routes(routes!(members::members))
         .routes(routes!(watch::service))
         .routes(routes!(watch::all))
         .routes(routes!(probes::health))

@@ -21,7 +21,7 @@ use utoipa::{IntoParams, OpenApi};
         title = "Wayfinder agent HTTP API",
         description = "A Consul-shaped service-discovery API (`/v1/agent`, `/v1/catalog`, \
             `/v1/health`, `/v1/status`), Wayfinder's own reads (`/v1/endpoints`, `/v1/watch`, \
-            `/v1/routes`) and the operator probes (`/health`, `/ready`, `/metrics`). Errors are \
+            `/v1/routes`, `/v1/members`) and the operator probes (`/health`, `/ready`, `/metrics`). Errors are \
             JSON `{\"error\", \"field\"?, \"service\"?}` with a 4xx or 5xx status."
     ),
     tags(
@@ -31,7 +31,7 @@ use utoipa::{IntoParams, OpenApi};
         (name = "status", description = "Consul status reads: a single agent is its own leader"),
         (name = "endpoints", description = "Endpoint lists for clients and load balancers"),
         (name = "watch", description = "Live changes as Server-Sent Events"),
-        (name = "operator", description = "Probes, metrics, gateway routes and this document"),
+        (name = "operator", description = "Probes, metrics, gateway routes, cluster members and this document"),
     )
 )]
 pub struct ApiDoc;

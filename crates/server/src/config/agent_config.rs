@@ -42,6 +42,10 @@ pub struct AgentConfig {
     /// A shared store (`etcd://h1:2379,h2:2379[?prefix=/wayfinder]`) holding the catalog for
     /// several agents (cluster mode); `None` keeps it in the embedded store under `data_dir`.
     pub store: Option<String>,
+    /// In cluster mode, how long this agent's membership lease lives without renewal: how
+    /// long its checks go unrun after it dies, before the other agents take them over
+    /// (`--cluster-lease-ttl`, whole seconds, at least 3).
+    pub cluster_lease_ttl: std::time::Duration,
     /// Directory of service definition files (`*.hcl`, `*.json`), if any.
     pub config_dir: Option<PathBuf>,
     /// Allow script checks registered through the HTTP API (remote code execution: off by
@@ -81,6 +85,7 @@ impl AgentConfig {
             http_addr,
             data_dir: DataDir::Temporary,
             store: None,
+            cluster_lease_ttl: crate::cluster::DEFAULT_LEASE_TTL,
             config_dir: None,
             enable_script_checks: false,
             enable_local_script_checks: false,

@@ -10,10 +10,11 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use std::fmt;
 use std::sync::Arc;
 use wayfinder_catalog::{CheckKind, Status};
-use wayfinder_health::RunCounts;
+use wayfinder_health::{RunCounts, Scheduler};
 
 /// Labels of `wayfinder_check_status_changes_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,10 +65,12 @@ impl CheckMetrics {
     }
 }
 
-/// `wayfinder_check_runs_total{kind,result}`: every probe run and TTL expiry, read from the
-/// scheduler when scraped.
+/// `wayfinder_check_runs_total{kind,result}`: every probe run and TTL expiry, and
+/// `wayfinder_checks_running`: the checks this agent runs (in cluster mode, the share the
+/// agent owns among the live members), both read from the scheduler when scraped.
 pub struct CheckRunsCollector {
     runs: Arc<RunCounts>,
+    scheduler: Scheduler,
 }
 
 impl fmt::Debug for CheckRunsCollector {
@@ -77,11 +80,14 @@ impl fmt::Debug for CheckRunsCollector {
 }
 
 impl CheckRunsCollector {
-    /// Registers the run counts of a scheduler (`Scheduler::runs`).
-    pub fn register(metrics: &mut Metrics, runs: Arc<RunCounts>) {
+    /// Registers the run counts and the runner count of `scheduler`.
+    pub fn register(metrics: &mut Metrics, scheduler: Scheduler) {
         metrics
             .registry_mut()
-            .register_collector(Box::new(CheckRunsCollector { runs }));
+            .register_collector(Box::new(CheckRunsCollector {
+                runs: scheduler.runs(),
+                scheduler,
+            }));
     }
 }
 
@@ -98,6 +104,15 @@ impl Collector for CheckRunsCollector {
             let labels = [("kind", kind), ("result", result.as_str())];
             ConstCounter::new(runs).encode(family.encode_family(&labels)?)?;
         }
+        let running = encoder.encode_descriptor(
+            "checks_running",
+            "Health checks this agent runs (in cluster mode, the ones it owns among the live \
+             members)",
+            None,
+            MetricType::Gauge,
+        )?;
+        let count = i64::try_from(self.scheduler.runner_count()).unwrap_or(i64::MAX);
+        ConstGauge::new(count).encode(running)?;
         Ok(())
     }
 }
