@@ -24,12 +24,13 @@ use crate::forwarded::{self, Origin};
 use crate::route::UpstreamProto;
 use crate::routing::{ActiveRoute, Routing};
 use crate::stats::Class;
-use crate::upstream::{Outcome, Outgoing, Upstream};
+use crate::upstream::{LeanBody, Outcome, Outgoing, Upstream};
 use bytes::Bytes;
 use http::header;
 use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -78,6 +79,38 @@ impl Default for ProxyConfig {
             upstream_tls: None,
         }
     }
+}
+
+/// Largest still-streaming response body of an idempotent request that is read whole before
+/// the answer starts: an instance that dies in the middle of it is then a failed attempt,
+/// retried on another instance, instead of a truncated answer the client cannot retry
+/// (the gateway chaos test in crates/cli/tests/chaos.rs found those). Larger bodies, and
+/// bodies of unknown length, stream as they come.
+const READ_WHOLE_BELOW: u64 = 64 * 1024;
+
+/// `response` with its body read whole when it is small, known in length, not read yet, and
+/// the request may be sent again; an error says how the body broke off.
+async fn read_small_body(
+    response: Response<LeanBody>,
+    idempotent: bool,
+    timeout: Duration,
+) -> Result<Response<LeanBody>, String> {
+    let small = matches!(response.body(), LeanBody::Stream(_))
+        && response
+            .body()
+            .size_hint()
+            .exact()
+            .is_some_and(|length| length <= READ_WHOLE_BELOW);
+    if !idempotent || !small {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = match tokio::time::timeout(timeout, body.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) => return Err(format!("the response body broke off: {error}")),
+        Err(_) => return Err(format!("the response body took longer than {timeout:?}")),
+    };
+    Ok(Response::from_parts(parts, LeanBody::Full(Some(bytes))))
 }
 
 /// The body sent to an instance: kept in memory (so it can be sent again) or streamed once.
@@ -254,10 +287,16 @@ impl Proxy {
                         .await;
                     match sent {
                         Outcome::Answered(response) => {
-                            Attempt::Answered(response.map(|body| ProxyBody::Lean {
-                                body,
-                                in_flight: None,
-                            }))
+                            let timeout = self.config.response_timeout;
+                            match read_small_body(response, idempotent, timeout).await {
+                                Ok(response) => {
+                                    Attempt::Answered(response.map(|body| ProxyBody::Lean {
+                                        body,
+                                        in_flight: None,
+                                    }))
+                                }
+                                Err(reason) => Attempt::Broken(reason),
+                            }
                         }
                         Outcome::NotConnected(reason) => Attempt::NotConnected(reason),
                         Outcome::Broken(reason) => Attempt::Broken(reason),
