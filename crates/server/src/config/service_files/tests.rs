@@ -42,6 +42,32 @@ fn error(name: &str, text: &str) -> ConfigError {
 }
 
 #[test]
+fn bytes_load_as_the_file_they_were_read_from() {
+    let path = fixture("worker-service.hcl");
+    let bytes = std::fs::read(&path).expect("fixture");
+    assert_eq!(
+        load_bytes(&path, bytes, LOCAL).expect("loads"),
+        load_file(&path, LOCAL).expect("loads"),
+    );
+    let json = r#"{"service": {"name": "web", "port": 80}}"#;
+    let from_bytes = load_bytes(Path::new("web.json"), json.as_bytes().to_vec(), LOCAL);
+    let from_file = load_text("web.json", json, LOCAL);
+    assert_eq!(
+        from_bytes.expect("loads").services,
+        from_file.expect("loads").services
+    );
+    let err = load_bytes(
+        Path::new("svc.hcl"),
+        b"service {\n  port = \xff\n}".to_vec(),
+        LOCAL,
+    )
+    .expect_err("not UTF-8");
+    assert_eq!((err.kind, err.line), (ConfigErrorKind::Read, Some(2)));
+    let err = load_bytes(Path::new("svc.txt"), Vec::new(), LOCAL).expect_err("not a service file");
+    assert_eq!(err.kind, ConfigErrorKind::Read);
+}
+
+#[test]
 fn design_notes_file_loads() {
     let path = fixture("worker-service.hcl");
     let defs = load_file(&path, LOCAL).expect("loads");
