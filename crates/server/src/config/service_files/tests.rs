@@ -282,6 +282,18 @@ fn hcl_syntax_errors_report_their_line() {
     let err = error("open.hcl", "service {\n  name = \"web\"\n");
     assert_eq!(err.kind, ConfigErrorKind::Syntax);
     assert!(err.line.is_some(), "{err}");
+
+    // Found by fuzzing: hcl-rs gives no position for a value it cannot convert (a number as an
+    // object key); the line is that of the attribute holding it.
+    let err = error(
+        "number-key.hcl",
+        "service {\n  name = \"web\"\n  meta = {\n    242.5 = \"x\"\n  }\n}\n",
+    );
+    assert_eq!(
+        (err.kind, err.line),
+        (ConfigErrorKind::Syntax, Some(3)),
+        "{err}"
+    );
 }
 
 #[test]
