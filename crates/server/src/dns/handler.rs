@@ -14,9 +14,10 @@ use crate::metrics::DnsMetrics;
 use crate::snapshots::Snapshots;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name};
+use hickory_proto::serialize::binary::BinDecoder;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use std::sync::Arc;
 
 /// The largest UDP answer the agent sends, whatever buffer a client advertises (the common
@@ -84,7 +85,16 @@ impl RequestHandler for Handler {
             edns.set_max_payload(asked.max_payload().clamp(512, MAX_UDP_PAYLOAD));
             edns
         });
-        let mut builder = MessageResponseBuilder::from_message_request(request);
+        // A FORMERR for several questions leaves them out: hickory echoes each one, and a long
+        // list of them can encode into a message that does not parse (found by fuzzing,
+        // docs/FUZZING.md). The question section is optional in an error (RFC 1035 §4.1.1).
+        let no_questions = Queries::read(&mut BinDecoder::new(&[]), 0).ok();
+        let mut builder = match &no_questions {
+            Some(none) if request.queries.queries().len() > 1 => {
+                MessageResponseBuilder::new(none, None)
+            }
+            _ => MessageResponseBuilder::from_message_request(request),
+        };
         if let Some(edns) = &edns {
             builder.edns(edns);
         }
@@ -123,5 +133,88 @@ impl RequestHandler for Handler {
                 counts: HeaderCounts::default(),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consul::response::NodeInfo;
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::Record;
+    use hickory_proto::serialize::binary::BinEncoder;
+    use hickory_server::net::NetError;
+    use hickory_server::net::runtime::TokioTime;
+    use hickory_server::net::xfer::Protocol;
+    use hickory_server::zone_handler::MessageResponse;
+    use std::sync::Mutex;
+    use wayfinder_catalog::Catalog;
+
+    /// Keeps the encoded response, as hickory's `ResponseHandle` would encode it over TCP.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    #[async_trait::async_trait]
+    impl ResponseHandler for Capture {
+        async fn send_response<'a>(
+            &mut self,
+            response: MessageResponse<
+                '_,
+                'a,
+                impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+            >,
+        ) -> Result<ResponseInfo, NetError> {
+            let mut bytes = Vec::new();
+            let info = response.destructive_emit(&mut BinEncoder::new(&mut bytes))?;
+            *self.0.lock().expect("lock") = bytes;
+            Ok(info)
+        }
+    }
+
+    fn handler() -> Handler {
+        let zone = Zone {
+            domain: Name::from_ascii("consul.").expect("domain"),
+            ttl: 0,
+            negative_ttl: 0,
+            only_passing: false,
+            node: NodeInfo::new("node1".into(), "127.0.0.1".into(), "dc1".into()),
+        };
+        let snapshots = Arc::new(Snapshots::new(Catalog::new(1)));
+        Handler::new(zone, snapshots, DnsMetrics::default())
+    }
+
+    /// A query for `count` questions, each a name of `labels` two-byte labels.
+    fn query(count: u16, labels: usize) -> Vec<u8> {
+        let mut bytes = vec![0, 7, 1, 0];
+        bytes.extend(count.to_be_bytes());
+        bytes.extend([0; 6]);
+        for _ in 0..count {
+            for _ in 0..labels {
+                bytes.extend([2, 2, 2]);
+            }
+            bytes.extend([0, 0, 1, 0, 1]);
+        }
+        bytes
+    }
+
+    #[tokio::test]
+    async fn several_questions_are_a_formerr_that_parses() {
+        // Found by fuzzing: 38 questions of long names, over TCP, made a response that did not
+        // parse while the questions were echoed.
+        let raw = query(38, 60);
+        let request =
+            Request::from_bytes(raw, ([127, 0, 0, 1], 5353).into(), Protocol::Tcp).expect("parses");
+        let capture = Capture::default();
+        handler()
+            .handle_request::<_, TokioTime>(&request, capture.clone())
+            .await;
+        let bytes = capture.0.lock().expect("lock").clone();
+        let response = Message::from_vec(&bytes).expect("the response parses");
+        assert_eq!(response.metadata.response_code, ResponseCode::FormErr);
+        assert_eq!(response.metadata.id, 7);
+        assert!(response.queries.is_empty());
     }
 }
