@@ -14,6 +14,13 @@ use std::collections::HashMap;
 
 /// Parses HCL text into the JSON value hcl-rs makes of it, and its positions.
 pub(super) fn parse(text: &str) -> Result<(Value, Loc), Fault> {
+    if let Some(line) = crate::config::nesting::too_deep(text) {
+        return Err(Fault::at(
+            line,
+            ConfigErrorKind::Syntax,
+            crate::config::nesting::too_deep_reason(),
+        ));
+    }
     let body = ::hcl::edit::parser::parse_body(text).map_err(|error| {
         let location = error.location();
         Fault::at(

@@ -297,6 +297,19 @@ fn hcl_syntax_errors_report_their_line() {
 }
 
 #[test]
+fn deeply_nested_hcl_is_refused_before_parsing() {
+    // Found by fuzzing: hcl-edit's parser took minutes on this file (docs/FUZZING.md).
+    let text = "s = 1 -1-1/a[-1/1.a --1[1/llllllllllla/a[-1/1.a --1[1/a.a/a[ 1 -1/a[-1/1.a --1[1/lllllllllll -1.a --1[1/a.a/a[ 1 -1/a[-1/1.a --1[1/l-1[1/a.a/a[ 1 -1/a[-1/1.a --1[1/llllllllllllllll -1.a --1[1/a.a/a[ 1 -1/a[-1/1.a --1[1/llllllllllllll11a[-";
+    let err = error("slow.hcl", text);
+    assert_eq!(
+        (err.kind, err.line),
+        (ConfigErrorKind::Syntax, Some(1)),
+        "{err}"
+    );
+    assert!(err.reason.contains("nested more than"), "{err}");
+}
+
+#[test]
 fn json_syntax_errors_report_their_line() {
     let err = error(
         "broken.json",
