@@ -49,6 +49,9 @@ impl Handler {
         let [query] = request.queries.queries() else {
             return Err(ResponseCode::FormErr);
         };
+        if !echoes_cleanly(request) {
+            return Err(ResponseCode::FormErr);
+        }
         if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
             return Err(ResponseCode::Refused);
         }
@@ -85,14 +88,11 @@ impl RequestHandler for Handler {
             edns.set_max_payload(asked.max_payload().clamp(512, MAX_UDP_PAYLOAD));
             edns
         });
-        // A FORMERR for several questions leaves them out: hickory echoes each one, and a long
-        // list of them can encode into a message that does not parse (found by fuzzing,
-        // docs/FUZZING.md). The question section is optional in an error (RFC 1035 §4.1.1).
+        // hickory echoes the question section byte for byte; when that would not parse (see
+        // `echoes_cleanly`) the answer, a FORMERR, leaves it out, as RFC 1035 §4.1.1 allows.
         let no_questions = Queries::read(&mut BinDecoder::new(&[]), 0).ok();
         let mut builder = match &no_questions {
-            Some(none) if request.queries.queries().len() > 1 => {
-                MessageResponseBuilder::new(none, None)
-            }
+            Some(none) if !echoes_cleanly(request) => MessageResponseBuilder::new(none, None),
             _ => MessageResponseBuilder::from_message_request(request),
         };
         if let Some(edns) = &edns {
@@ -134,6 +134,32 @@ impl RequestHandler for Handler {
             })
         })
     }
+}
+
+/// Bytes of a DNS header, where the question section starts.
+const HEADER_LEN: usize = 12;
+
+/// Whether the request's question section reads the same when hickory copies it, byte for byte,
+/// into the response: one question whose name is not compressed. A compression pointer names an
+/// offset in the request; in the response other bytes sit there (its header differs), so the
+/// echoed name would not parse, or would name something else (found by fuzzing,
+/// docs/FUZZING.md). The only question's name has no earlier name to point at, so a pointer in
+/// it is malformed anyway; several questions are refused without an echo.
+fn echoes_cleanly(request: &Request) -> bool {
+    request.queries.queries().len() == 1 && !starts_with_compressed_name(request.as_slice())
+}
+
+/// Whether the name after the header uses a pointer (or a reserved label type) before its end.
+fn starts_with_compressed_name(raw: &[u8]) -> bool {
+    let mut at = HEADER_LEN;
+    while let Some(&len) = raw.get(at) {
+        match len {
+            0 => return false,
+            len if len & 0xC0 != 0 => return true,
+            len => at += 1 + usize::from(len),
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -186,27 +212,18 @@ mod tests {
         Handler::new(zone, snapshots, DnsMetrics::default())
     }
 
-    /// A query for `count` questions, each a name of `labels` two-byte labels.
-    fn query(count: u16, labels: usize) -> Vec<u8> {
+    /// A query with the given question section, ID 7.
+    fn query(count: u16, questions: &[u8]) -> Vec<u8> {
         let mut bytes = vec![0, 7, 1, 0];
         bytes.extend(count.to_be_bytes());
         bytes.extend([0; 6]);
-        for _ in 0..count {
-            for _ in 0..labels {
-                bytes.extend([2, 2, 2]);
-            }
-            bytes.extend([0, 0, 1, 0, 1]);
-        }
+        bytes.extend(questions);
         bytes
     }
 
-    #[tokio::test]
-    async fn several_questions_are_a_formerr_that_parses() {
-        // Found by fuzzing: 38 questions of long names, over TCP, made a response that did not
-        // parse while the questions were echoed.
-        let raw = query(38, 60);
+    async fn formerr_parses(raw: Vec<u8>, protocol: Protocol) {
         let request =
-            Request::from_bytes(raw, ([127, 0, 0, 1], 5353).into(), Protocol::Tcp).expect("parses");
+            Request::from_bytes(raw, ([127, 0, 0, 1], 5353).into(), protocol).expect("parses");
         let capture = Capture::default();
         handler()
             .handle_request::<_, TokioTime>(&request, capture.clone())
@@ -216,5 +233,17 @@ mod tests {
         assert_eq!(response.metadata.response_code, ResponseCode::FormErr);
         assert_eq!(response.metadata.id, 7);
         assert!(response.queries.is_empty());
+    }
+
+    #[tokio::test]
+    async fn compressed_questions_are_a_formerr_that_parses() {
+        // Found by fuzzing: a name pointing into the request's header (offset 2, its flags),
+        // echoed into the response, pointed at the response's flags and did not parse.
+        let pointer_into_header = b"\x03web\xc0\x02\x00\x01\x00\x01";
+        formerr_parses(query(1, pointer_into_header), Protocol::Udp).await;
+        // Several questions, the second pointing into the header.
+        let mut two = b"\x03web\x07service\x06consul\x00\x00\x01\x00\x01".to_vec();
+        two.extend(pointer_into_header);
+        formerr_parses(query(2, &two), Protocol::Tcp).await;
     }
 }
