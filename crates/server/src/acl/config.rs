@@ -119,17 +119,29 @@ impl AclConfig {
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        Self::from_text(&text, is_json).map_err(fail)
+    }
+
+    /// The settings in a file's text, JSON or HCL; [`AclConfig::from_file`] reads the file and
+    /// calls it, and the fuzzer (`fuzz/fuzz_targets/config_files.rs`) calls it without a file.
+    pub fn from_text(text: &str, is_json: bool) -> Result<Self, String> {
         let value: Value = if is_json {
-            serde_json::from_str(&text)
-                .map_err(|e| fail(format!("not valid JSON: {e}; fix the syntax")))?
+            serde_json::from_str(text)
+                .map_err(|e| format!("not valid JSON: {e}; fix the syntax"))?
         } else {
-            ::hcl::from_str(&text).map_err(|e| {
-                fail(format!(
+            if let Some(line) = crate::config::nesting::too_deep(text) {
+                return Err(format!(
+                    "not valid HCL: line {line}: {}",
+                    crate::config::nesting::too_deep_reason()
+                ));
+            }
+            ::hcl::from_str(text).map_err(|e| {
+                format!(
                     "not valid HCL: {e}; fix the syntax (a file ending in .json is read as JSON)"
-                ))
+                )
             })?
         };
-        Self::from_value(&value).map_err(fail)
+        Self::from_value(&value)
     }
 
     /// The settings in an already parsed file.
@@ -343,8 +355,7 @@ mod tests {
     use super::*;
 
     fn parse_hcl(text: &str) -> Result<AclConfig, String> {
-        let value: Value = ::hcl::from_str(text).map_err(|e| e.to_string())?;
-        AclConfig::from_value(&value)
+        AclConfig::from_text(text, false)
     }
 
     const SECRET_A: &str = "aaaaaaaa-1111-2222-3333-444444444444";

@@ -1,6 +1,7 @@
 //! The agent's settings and the service definitions it loads from `--config-dir`.
 
 pub mod agent_config;
+pub mod nesting;
 pub mod service_files;
 
 pub use agent_config::{

@@ -33,15 +33,35 @@ impl Format {
 /// Reads and parses one `.hcl` or `.json` file into its value and the positions of
 /// everything in it.
 pub(super) fn parse_file(path: &Path) -> Result<(Value, Loc), ConfigError> {
-    let format = Format::of(path).ok_or_else(|| {
+    let format = format_of(path)?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        ConfigError::unreadable(path, format!("cannot read it: {e}; fix its permissions"))
+    })?;
+    parse_in_format(path, format, bytes)
+}
+
+/// Parses the contents of a `.hcl` or `.json` file that was read from `path` (or, for
+/// [`super::load_bytes`], is said to be), the extension picking the parser.
+pub(super) fn parse_bytes(path: &Path, bytes: Vec<u8>) -> Result<(Value, Loc), ConfigError> {
+    parse_in_format(path, format_of(path)?, bytes)
+}
+
+/// The format `path` names, or the error for a file that is not a service file.
+fn format_of(path: &Path) -> Result<Format, ConfigError> {
+    Format::of(path).ok_or_else(|| {
         ConfigError::unreadable(
             path,
             "not a service definition file; name it *.hcl or *.json".to_owned(),
         )
-    })?;
-    let bytes = std::fs::read(path).map_err(|e| {
-        ConfigError::unreadable(path, format!("cannot read it: {e}; fix its permissions"))
-    })?;
+    })
+}
+
+/// `bytes` as UTF-8 text, parsed as `format`.
+fn parse_in_format(
+    path: &Path,
+    format: Format,
+    bytes: Vec<u8>,
+) -> Result<(Value, Loc), ConfigError> {
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         Fault::at(

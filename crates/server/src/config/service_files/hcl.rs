@@ -14,6 +14,13 @@ use std::collections::HashMap;
 
 /// Parses HCL text into the JSON value hcl-rs makes of it, and its positions.
 pub(super) fn parse(text: &str) -> Result<(Value, Loc), Fault> {
+    if let Some(line) = crate::config::nesting::too_deep(text) {
+        return Err(Fault::at(
+            line,
+            ConfigErrorKind::Syntax,
+            crate::config::nesting::too_deep_reason(),
+        ));
+    }
     let body = ::hcl::edit::parser::parse_body(text).map_err(|error| {
         let location = error.location();
         Fault::at(
@@ -46,12 +53,32 @@ pub(super) fn parse(text: &str) -> Result<(Value, Loc), Fault> {
         }
     }
     let loc = body_loc(&body, 1, &lines);
-    let value: Value = ::hcl::from_body(::hcl::Body::from(body)).map_err(|error| Fault {
-        line: None,
-        kind: ConfigErrorKind::Syntax,
-        reason: format!("cannot read the HCL: {error}; use plain values, not expressions"),
+    // hcl-rs reports a value it cannot convert (an object key that is a number) without a
+    // position, so the body is kept to look for the line; found by fuzzing (docs/FUZZING.md).
+    let value: Value = ::hcl::from_body(::hcl::Body::from(body.clone())).map_err(|error| {
+        Fault::at(
+            unconvertible_line(&body, 1, &lines),
+            ConfigErrorKind::Syntax,
+            format!("cannot read the HCL: {error}; use plain values, not expressions"),
+        )
     })?;
     Ok((value, loc))
+}
+
+/// The line of the innermost attribute or block that hcl-rs cannot convert on its own, or
+/// `line` (the enclosing block's) when none of `body`'s parts fails alone.
+fn unconvertible_line(body: &Body, line: usize, lines: &Lines) -> usize {
+    let fails = |structure: &&Structure| {
+        let alone = ::hcl::Body(vec![::hcl::Structure::from((*structure).clone())]);
+        ::hcl::from_body::<Value>(alone).is_err()
+    };
+    match body.iter().find(fails) {
+        Some(Structure::Attribute(attribute)) => lines.of_span(attribute.key.span(), line),
+        Some(Structure::Block(block)) => {
+            unconvertible_line(&block.body, lines.of_span(block.ident.span(), line), lines)
+        }
+        None => line,
+    }
 }
 
 /// Positions for an HCL body, grouped as hcl-rs groups it into JSON: attributes by key, and

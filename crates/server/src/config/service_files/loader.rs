@@ -4,7 +4,7 @@
 //! parsing the file is `file`'s job; this module sees only the value and its positions.
 
 use super::checks_shape::ChecksShape;
-use super::file::parse_file;
+use super::file::{parse_bytes, parse_file};
 use super::locate::{Loc, locate};
 use super::route_block::RouteBody;
 use super::{ConfigError, ConfigErrorKind, Definitions, Fault, ScriptPolicy};
@@ -88,7 +88,18 @@ impl Loader {
 
     /// Reads, parses and loads one file, adding its definitions to those of earlier files.
     pub(super) fn load_file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let (value, loc) = parse_file(path)?;
+        let parsed = parse_file(path)?;
+        self.load_parsed(path, parsed)
+    }
+
+    /// Parses and loads the contents of the file at `path`, already read.
+    pub(super) fn load_bytes(&mut self, path: &Path, bytes: Vec<u8>) -> Result<(), ConfigError> {
+        let parsed = parse_bytes(path, bytes)?;
+        self.load_parsed(path, parsed)
+    }
+
+    /// Loads one parsed file, adding its definitions to those of earlier files.
+    fn load_parsed(&mut self, path: &Path, (value, loc): (Value, Loc)) -> Result<(), ConfigError> {
         let before = (
             self.definitions.services.len(),
             self.definitions.checks.len(),

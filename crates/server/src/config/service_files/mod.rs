@@ -179,6 +179,19 @@ pub fn load_file(path: &Path, scripts: ScriptPolicy) -> Result<Definitions, Conf
     Ok(loader.into_definitions())
 }
 
+/// Loads the contents of one `.hcl` or `.json` file, read already, as [`load_file`] would load
+/// the file at `path` (its extension picks the parser; errors name it). It exists so the
+/// parsers can be fuzzed without a file per input (`fuzz/fuzz_targets/config_files.rs`).
+pub fn load_bytes(
+    path: &Path,
+    bytes: Vec<u8>,
+    scripts: ScriptPolicy,
+) -> Result<Definitions, ConfigError> {
+    let mut loader = Loader::new(scripts);
+    loader.load_bytes(path, bytes)?;
+    Ok(loader.into_definitions())
+}
+
 /// A problem found in a file's text, before the file's path is attached.
 #[derive(Debug)]
 struct Fault {

@@ -42,6 +42,32 @@ fn error(name: &str, text: &str) -> ConfigError {
 }
 
 #[test]
+fn bytes_load_as_the_file_they_were_read_from() {
+    let path = fixture("worker-service.hcl");
+    let bytes = std::fs::read(&path).expect("fixture");
+    assert_eq!(
+        load_bytes(&path, bytes, LOCAL).expect("loads"),
+        load_file(&path, LOCAL).expect("loads"),
+    );
+    let json = r#"{"service": {"name": "web", "port": 80}}"#;
+    let from_bytes = load_bytes(Path::new("web.json"), json.as_bytes().to_vec(), LOCAL);
+    let from_file = load_text("web.json", json, LOCAL);
+    assert_eq!(
+        from_bytes.expect("loads").services,
+        from_file.expect("loads").services
+    );
+    let err = load_bytes(
+        Path::new("svc.hcl"),
+        b"service {\n  port = \xff\n}".to_vec(),
+        LOCAL,
+    )
+    .expect_err("not UTF-8");
+    assert_eq!((err.kind, err.line), (ConfigErrorKind::Read, Some(2)));
+    let err = load_bytes(Path::new("svc.txt"), Vec::new(), LOCAL).expect_err("not a service file");
+    assert_eq!(err.kind, ConfigErrorKind::Read);
+}
+
+#[test]
 fn design_notes_file_loads() {
     let path = fixture("worker-service.hcl");
     let defs = load_file(&path, LOCAL).expect("loads");
@@ -256,6 +282,31 @@ fn hcl_syntax_errors_report_their_line() {
     let err = error("open.hcl", "service {\n  name = \"web\"\n");
     assert_eq!(err.kind, ConfigErrorKind::Syntax);
     assert!(err.line.is_some(), "{err}");
+
+    // Found by fuzzing: hcl-rs gives no position for a value it cannot convert (a number as an
+    // object key); the line is that of the attribute holding it.
+    let err = error(
+        "number-key.hcl",
+        "service {\n  name = \"web\"\n  meta = {\n    242.5 = \"x\"\n  }\n}\n",
+    );
+    assert_eq!(
+        (err.kind, err.line),
+        (ConfigErrorKind::Syntax, Some(3)),
+        "{err}"
+    );
+}
+
+#[test]
+fn deeply_nested_hcl_is_refused_before_parsing() {
+    // Found by fuzzing: hcl-edit's parser took minutes on this file (docs/FUZZING.md).
+    let text = "s = 1 -1-1/a[-1/1.a --1[1/llllllllllla/a[-1/1.a --1[1/a.a/a[ 1 -1/a[-1/1.a --1[1/lllllllllll -1.a --1[1/a.a/a[ 1 -1/a[-1/1.a --1[1/l-1[1/a.a/a[ 1 -1/a[-1/1.a --1[1/llllllllllllllll -1.a --1[1/a.a/a[ 1 -1/a[-1/1.a --1[1/llllllllllllll11a[-";
+    let err = error("slow.hcl", text);
+    assert_eq!(
+        (err.kind, err.line),
+        (ConfigErrorKind::Syntax, Some(1)),
+        "{err}"
+    );
+    assert!(err.reason.contains("nested more than"), "{err}");
 }
 
 #[test]

@@ -1,0 +1,1 @@
+s = 1 -1-1/a[-1/1.a --1[1/llllllllllla/a[-1/1.a --1[1/a.a/a[ 1 -1/a[-1/1.a --1[1/lllllllllll -1.a --1[1/a.a/a[ 1 -1/a[-1/1.a --1[1/l-1[1/a.a/a[ 1 -1/a[-1/1.a --1[1/llllllllllllllll -1.a --1[1/a.a/a[ 1 -1/a[-1/1.a --1[1/llllllllllllll11a[-
