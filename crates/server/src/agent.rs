@@ -411,6 +411,20 @@ impl Agent {
             http_addr.ip().to_string(),
             config.datacenter.clone(),
         );
+        let dns = match config.dns.addr {
+            Some(addr) => Some(
+                crate::dns::Dns::bind(
+                    addr,
+                    &config.dns,
+                    node.clone(),
+                    Arc::clone(&snapshots),
+                    dns_metrics,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        // Last, after everything that can fail: from here on, this agent owns checks.
         let (cluster, membership) = match etcd {
             Some(store) => {
                 let local = MemberRecord {
@@ -447,19 +461,6 @@ impl Agent {
                 (Some(cluster), Some(tasks))
             }
             None => (None, None),
-        };
-        let dns = match config.dns.addr {
-            Some(addr) => Some(
-                crate::dns::Dns::bind(
-                    addr,
-                    &config.dns,
-                    node.clone(),
-                    Arc::clone(&snapshots),
-                    dns_metrics,
-                )
-                .await?,
-            ),
-            None => None,
         };
         let state = Arc::new(ApiState {
             snapshots,
