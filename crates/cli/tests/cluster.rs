@@ -512,3 +512,25 @@ fn ttl_heartbeats_through_any_agent_reach_the_checks_owner() {
         }
     });
 }
+
+#[test]
+#[ignore = "needs etcd: scripts/test"]
+fn an_agent_joining_reads_a_catalog_larger_than_grpcs_default_message() {
+    let etcd = EtcdCluster::start();
+    let a = Agent::start(&["--store", &etcd.url()]);
+    // 700 instances of about 8 KiB each: a 5.6 MiB catalog, over the 4 MiB a gRPC client
+    // accepts by default in one answer.
+    const INSTANCES: usize = 700;
+    let meta: serde_json::Map<String, Value> = (0..16)
+        .map(|k| (format!("k{k}"), Value::String("x".repeat(500))))
+        .collect();
+    for i in 0..INSTANCES {
+        a.register(&json!({
+            "Name": "big", "ID": format!("big-{i:04}"), "Address": "10.0.3.1",
+            "Port": 7000 + i, "Meta": meta
+        }));
+    }
+    let joining = Agent::start(&["--store", &etcd.url()]);
+    let listed = joining.get("/v1/catalog/service/big").json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(INSTANCES));
+}

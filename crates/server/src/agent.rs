@@ -425,6 +425,27 @@ impl Agent {
             http_addr.ip().to_string(),
             config.datacenter.clone(),
         );
+        let dns = match config.dns.addr {
+            Some(addr) => Some(
+                crate::dns::Dns::bind(
+                    addr,
+                    &config.dns,
+                    node.clone(),
+                    Arc::clone(&snapshots),
+                    dns_metrics,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        // The bootstrap token is kept beside the catalog; an agent without a durable catalog
+        // of its own (a provider, a mirror) has none to hand out.
+        let bootstrap = match config.acl.enabled && !config.provider_only && upstream.is_none() {
+            true => crate::acl::Bootstrap::in_dir(&data_dir)?,
+            false => crate::acl::Bootstrap::none(),
+        };
+        let acl = Arc::new(crate::acl::Acl::new(&config.acl, bootstrap));
+        // Last, after everything that can fail: from here on, this agent owns checks.
         let (cluster, membership) = match etcd {
             Some(store) => {
                 let local = MemberRecord {
@@ -462,26 +483,6 @@ impl Agent {
             }
             None => (None, None),
         };
-        let dns = match config.dns.addr {
-            Some(addr) => Some(
-                crate::dns::Dns::bind(
-                    addr,
-                    &config.dns,
-                    node.clone(),
-                    Arc::clone(&snapshots),
-                    dns_metrics,
-                )
-                .await?,
-            ),
-            None => None,
-        };
-        // The bootstrap token is kept beside the catalog; an agent without a durable catalog
-        // of its own (a provider, a mirror) has none to hand out.
-        let bootstrap = match config.acl.enabled && !config.provider_only && upstream.is_none() {
-            true => crate::acl::Bootstrap::in_dir(&data_dir)?,
-            false => crate::acl::Bootstrap::none(),
-        };
-        let acl = Arc::new(crate::acl::Acl::new(&config.acl, bootstrap));
         let state = Arc::new(ApiState {
             acl,
             snapshots,

@@ -28,6 +28,11 @@ pub const DEFAULT_PREFIX: &str = "/wayfinder";
 /// member costs a retry, not a stalled writer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Largest answer to the start-up (and resync) read of the whole catalog: etcd's default
+/// backend quota (`--quota-backend-bytes`, 2 GiB). The client's default, 4 MiB, would refuse
+/// the read of a catalog of a few thousand instances (about 500 bytes each as JSON).
+const MAX_LOAD_BYTES: usize = 2 * 1024 * 1024 * 1024;
+
 /// Where the shared store is: parsed from `etcd://h1:port,h2:port[?prefix=/p]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdSettings {
@@ -130,7 +135,8 @@ impl EtcdStore {
         let prefix = format!("{}/", self.settings.prefix);
         let response = self
             .client
-            .clone()
+            .kv_client()
+            .max_decoding_message_size(MAX_LOAD_BYTES)
             .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
             .await
             .map_err(|e| self.error("load", e))?;
