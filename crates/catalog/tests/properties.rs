@@ -343,6 +343,11 @@ fn check_queries(catalog: &Catalog, history: &mut History) -> Result<(), TestCas
         for check in catalog.checks_of_service(name) {
             prop_assert!(index >= check.modify_index, "{name}: {check:?}");
         }
+        // The fast path's one-lookup form agrees with the two it replaces.
+        prop_assert_eq!(
+            catalog.live_service_index(name),
+            catalog.has_service(name).then_some(index)
+        );
         let last = history.service_indexes.insert(name, index).unwrap_or(0);
         prop_assert!(index >= last, "{name} went from {last} to {index}");
         prop_assert!(index <= catalog.index().max(1));

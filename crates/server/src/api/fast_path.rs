@@ -90,13 +90,8 @@ fn answer(state: &ApiState, request: &Request<Body>) -> Option<Response> {
     if service.is_empty() || service.contains(['/', '%']) {
         return None;
     }
-    let catalog = state.snapshots.load();
-    if !catalog.has_service(service) {
-        return None;
-    }
-    let rendered = state
-        .endpoints
-        .get(service, catalog.service_index(service))?;
+    let index = state.snapshots.load().live_service_index(service)?;
+    let rendered = state.endpoints.get(service, index)?;
     if rendered.count == 0 {
         return None;
     }
