@@ -25,12 +25,7 @@ const GLOBAL_MANAGEMENT_ID: &str = "00000000-0000-0000-0000-000000000001";
     )
 )]
 pub async fn bootstrap(state: State) -> Result<Response, ApiError> {
-    if !state.acl.is_enabled() {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "ACL support disabled; set acl { enabled = true } in --config-file",
-        ));
-    }
+    require_enabled(&state)?;
     if state.acl.has_configured_management() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -66,12 +61,7 @@ pub async fn bootstrap(state: State) -> Result<Response, ApiError> {
     )
 )]
 pub async fn token_self(state: State, authz: Authz) -> Result<Response, ApiError> {
-    if !state.acl.is_enabled() {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "ACL support disabled; set acl { enabled = true } in --config-file",
-        ));
-    }
+    require_enabled(&state)?;
     let management = matches!(authz.0, Identity::Management { .. });
     let policies = match management {
         true => object!([{"ID": GLOBAL_MANAGEMENT_ID, "Name": "global-management"}]),
@@ -86,4 +76,15 @@ pub async fn token_self(state: State, authz: Authz) -> Result<Response, ApiError
         "Policies": policies,
         "Local": true,
     })))
+}
+
+/// 401 when ACLs are off, as Consul answers its ACL endpoints then.
+fn require_enabled(state: &State) -> Result<(), ApiError> {
+    match state.acl.is_enabled() {
+        true => Ok(()),
+        false => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "ACL support disabled; set acl { enabled = true } in --config-file",
+        )),
+    }
 }

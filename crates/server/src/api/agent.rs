@@ -103,9 +103,9 @@ pub async fn checks(state: State, authz: Authz, params: Params) -> Result<Respon
     let catalog = blocking::wait(&state.snapshots, Scope::Catalog, params.blocking()?).await;
     let all: Vec<_> = catalog
         .checks()
-        .filter(|check| match catalog.owner(check) {
-            Some(instance) => authz.reads_service(instance.service.as_str()),
-            None => authz.0.agent(&state.node.name) >= Access::Read,
+        .filter(|check| {
+            let service = catalog.owner(check).map(|i| i.service.as_str());
+            authz.reads_check(service, &state.node.name)
         })
         .collect();
     let observations = observe(&state, &all);

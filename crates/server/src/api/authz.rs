@@ -84,6 +84,15 @@ impl Authz {
         self.0.service(name) >= Access::Read
     }
 
+    /// Whether this request may read a check: through the service it belongs to, or, for a
+    /// node-level check (no service), through the agent named `node`.
+    pub fn reads_check(&self, service: Option<&str>, node: &str) -> bool {
+        match service {
+            Some(service) => self.reads_service(service),
+            None => self.0.agent(node) >= Access::Read,
+        }
+    }
+
     /// Refuses with 403 unless this request has `needed` on the service `name`.
     pub fn require_service(&self, name: &str, needed: Access) -> Result<(), ApiError> {
         match self.0.service(name) >= needed {

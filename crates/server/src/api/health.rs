@@ -168,9 +168,9 @@ pub async fn state(
     let checks: Vec<_> = catalog
         .checks()
         .filter(|c| filter.is_none_or(|s| c.status == s))
-        .filter(|c| match catalog.owner(c) {
-            Some(instance) => authz.reads_service(instance.service.as_str()),
-            None => authz.0.agent(&state.node.name) >= Access::Read,
+        .filter(|c| {
+            let service = catalog.owner(c).map(|i| i.service.as_str());
+            authz.reads_check(service, &state.node.name)
         })
         .collect();
     let observations = observe(&state, &checks);
