@@ -143,6 +143,10 @@ impl EtcdCluster {
 
     fn wait_healthy(&mut self, i: usize) {
         let deadline = Instant::now() + READY_TIMEOUT;
+        // A member restarted on its fixed ports can find one still held for a moment (by its
+        // previous process's sockets, or taken by another test's ephemeral bind): it exits at
+        // once. Launch it again a few times before calling that a failure.
+        let mut relaunches = 0;
         loop {
             if self.healthy(i) {
                 return;
@@ -151,7 +155,16 @@ impl EtcdCluster {
             if let Some(child) = member.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("etcd {} exited at start-up with {status}", member.name);
+                assert!(
+                    relaunches < 3,
+                    "etcd {} exited at start-up with {status}, {relaunches} relaunches",
+                    member.name
+                );
+                relaunches += 1;
+                member.child = None;
+                thread::sleep(Duration::from_millis(500));
+                self.launch(i);
+                continue;
             }
             assert!(
                 Instant::now() < deadline,
