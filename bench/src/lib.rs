@@ -8,7 +8,7 @@
 //! `/proc` ([`procfs`]), peers run in process groups of their own ([`process_group`]), latency percentiles ([`latency`]), the markdown the results are printed
 //! as ([`report`]); and for the Endpoint Provider benchmarks, the `worker-service` fleet they
 //! measure ([`fleet`]), watch streams ([`sse`]), and the read-throughput peer and load generator
-//! ([`nginx`], [`wrk`]). For the gateway benchmark, HAProxy as a second peer ([`haproxy`]); the
+//! ([`nginx`], [`wrk`]), and DNS queries under load ([`dns`]). For the gateway benchmark, HAProxy as a second peer ([`haproxy`]); the
 //! backends behind the proxies are a binary of their own (`backend-server`).
 //!
 //! What it deliberately does not own: starting or stopping the agent (the script does, so the
@@ -23,6 +23,7 @@
 
 pub mod args;
 pub mod client;
+pub mod dns;
 pub mod fleet;
 pub mod haproxy;
 pub mod latency;

@@ -10,7 +10,8 @@
 //!    registration rate, and the agent's resident memory per instance (growth over the small
 //!    catalog, and the whole RSS divided by the instances);
 //! 3. the same wrk run again, now beside the large catalog: the read rate as a ratio of the
-//!    small one (target ≥ 0.9);
+//!    small one (target ≥ 0.9); with `--dns`, the same for `worker-service.service.consul` A
+//!    queries over UDP (steps 1 and 3 both ask it), answers per second large ÷ small;
 //! 4. `--route-changes` changes to one service's routes (its instance re-registered with a new
 //!    prefix each time), and the gateway's own histogram of update durations
 //!    (`wayfinder_gateway_table_update_seconds`) read before and after: how long one changed
@@ -26,8 +27,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+use wayfinder_bench::args::loopback_addr;
 use wayfinder_bench::args::{AgentArgs, duration};
 use wayfinder_bench::client::Connection;
+use wayfinder_bench::dns::{self, DnsLoad, DnsReport};
 use wayfinder_bench::fleet;
 use wayfinder_bench::report::{Count, Rate, Ratio, Table, verdict};
 use wayfinder_bench::wrk::{self, Load};
@@ -63,9 +66,15 @@ struct Args {
     /// wrk connections.
     #[arg(long, default_value_t = 64)]
     connections: u32,
-    /// Each wrk run.
+    /// Each wrk run (and each DNS run).
     #[arg(long, default_value = "10s", value_parser = duration)]
     duration: Duration,
+    /// The agent's DNS address (`--dns-addr`), to measure DNS answers beside the catalog too.
+    #[arg(long, value_parser = loopback_addr)]
+    dns: Option<std::net::SocketAddr>,
+    /// Concurrent DNS clients (one UDP socket each, one query in flight each).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    dns_clients: u32,
 }
 
 fn registration(n: u64, per_service: u64) -> String {
@@ -180,6 +189,30 @@ async fn read_rate(args: &Args) -> anyhow::Result<wrk::WrkReport> {
     wrk::run(&args.wrk, load, &url).await
 }
 
+/// The DNS answer rate for the fleet's service, when the agent serves DNS.
+async fn dns_rate(args: &Args) -> anyhow::Result<Option<DnsReport>> {
+    let Some(server) = args.dns else {
+        return Ok(None);
+    };
+    let load = DnsLoad {
+        clients: args.dns_clients,
+        duration: args.duration,
+    };
+    let name = format!("{}.service.consul", fleet::SERVICE);
+    Ok(Some(dns::run(server, &name, load).await?))
+}
+
+/// `rate/s, p99` of a DNS run, and its failures.
+fn dns_cell(report: &DnsReport) -> String {
+    format!(
+        "{} answers/s, p99 {:?} ({} bad, {} lost)",
+        Rate(report.per_second),
+        report.latencies.at(0.99),
+        report.bad,
+        report.lost
+    )
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -190,11 +223,13 @@ async fn main() -> anyhow::Result<()> {
     let mut connection = Connection::open(args.agent.addr).await?;
     fleet::register(&mut connection, fleet::DEFAULT_INSTANCES).await?;
     let small = read_rate(&args).await?;
+    let small_dns = dns_rate(&args).await?;
     let small_rss = process.memory_kib()?.rss_kib;
 
     let seconds = register_all(&args).await?;
     let large_rss = process.memory_kib()?.rss_kib;
     let large = read_rate(&args).await?;
+    let large_dns = dns_rate(&args).await?;
 
     let mut connection = Connection::open(args.agent.addr).await?;
     let histogram = "wayfinder_gateway_table_update_seconds";
@@ -283,6 +318,26 @@ async fn main() -> anyhow::Result<()> {
             "**read rate, large ÷ small** (target ≥ 0.9)",
             format!("{} {}", Ratio(ratio), verdict(ratio >= 0.9)),
         )
+        .row(
+            "DNS `worker-service.service.consul` A, 10-instance catalog",
+            small_dns
+                .as_ref()
+                .map_or_else(|| "not measured (no --dns)".to_owned(), dns_cell),
+        )
+        .row(
+            "the same, beside the large catalog",
+            large_dns
+                .as_ref()
+                .map_or_else(|| "not measured (no --dns)".to_owned(), dns_cell),
+        );
+    if let (Some(small_dns), Some(large_dns)) = (&small_dns, &large_dns) {
+        let dns_ratio = large_dns.per_second / small_dns.per_second.max(1.0);
+        table.row(
+            "**DNS answer rate, large ÷ small** (target ≥ 0.9)",
+            format!("{} {}", Ratio(dns_ratio), verdict(dns_ratio >= 0.9)),
+        );
+    }
+    table
         .row(
             "gateway updates timed (one changed service, ~10,000 routes)",
             format!("{updates:.0}"),
