@@ -22,7 +22,7 @@ use serde_json::json;
 use std::net::IpAddr;
 use wayfinder_balance::Pick;
 use wayfinder_catalog::{Catalog, Command, Source};
-use wayfinder_gateway::forwarded::{self, Origin};
+use wayfinder_gateway::forwarded;
 use wayfinder_gateway::{Routing, RoutingConfig};
 use wayfinder_server::consul::request::ServiceBody;
 
@@ -111,11 +111,8 @@ fn handle(routing: &Routing, request: &Request<()>, client: IpAddr) {
     let upgrade = forwarded::is_upgrade(&headers);
     forwarded::prepare(
         &mut headers,
-        Origin {
-            client,
-            proto: "http",
-            host: host.as_deref(),
-        },
+        &forwarded::Client::new(client, "http"),
+        host.as_deref(),
     );
     for hop in [
         "keep-alive",

@@ -31,15 +31,38 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-/// The request as the client sent it, for the forwarding headers.
-#[derive(Debug, Clone, Copy)]
-pub struct Origin<'a> {
+/// The client of one connection, with the forwarding values that name it rendered once.
+///
+/// Every request on a keep-alive connection comes from the same address over the same
+/// protocol, so `X-Forwarded-For`'s value and the start of `Forwarded` are built when the
+/// connection is accepted rather than formatted again for each request (the address's text
+/// form was a visible share of the gateway's per-request CPU: docs/BENCHMARKS.md).
+#[derive(Debug, Clone)]
+pub struct Client {
     /// The client's address.
-    pub client: IpAddr,
+    pub ip: IpAddr,
     /// `http` or `https`: how the client reached the gateway.
     pub proto: &'static str,
-    /// The host the client asked for (`Host`, or the HTTP/2 authority).
-    pub host: Option<&'a str>,
+    /// The address as `X-Forwarded-For` names it.
+    for_header: HeaderValue,
+    /// `for=<node>;proto=<proto>`: the `Forwarded` element without the host.
+    forwarded: String,
+}
+
+impl Client {
+    /// The client at `ip`, connected over `proto` (`http` or `https`).
+    pub fn new(ip: IpAddr, proto: &'static str) -> Self {
+        let text = ip.to_string();
+        let forwarded = format!("for={};proto={proto}", forwarded_node(ip));
+        Self {
+            ip,
+            proto,
+            // An IP address's text is always a valid header value.
+            for_header: HeaderValue::from_str(&text)
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            forwarded,
+        }
+    }
 }
 
 /// Whether the request asks to switch protocols (`Connection: upgrade` and an `Upgrade`).
@@ -54,19 +77,25 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 /// Rewrites the client's `headers` in place for forwarding (everything but `Host`, which
-/// depends on the instance: see [`host`]).
-pub fn prepare(headers: &mut HeaderMap, origin: Origin<'_>) {
+/// depends on the instance: see [`host`]). `host` is the host the client asked for (`Host`, or
+/// the HTTP/2 authority).
+pub fn prepare(headers: &mut HeaderMap, client: &Client, host: Option<&str>) {
     let upgrade = is_upgrade(headers);
-    // Headers the client named in `Connection` are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .filter(|name| !(upgrade && name == header::UPGRADE))
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    if headers.contains_key(header::CONNECTION) {
+        // Headers the client named in `Connection` are hop-by-hop too.
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .filter(|name| !(upgrade && name == header::UPGRADE))
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if upgrade {
@@ -75,22 +104,26 @@ pub fn prepare(headers: &mut HeaderMap, origin: Origin<'_>) {
         headers.remove(header::UPGRADE);
     }
 
-    let client = origin.client.to_string();
-    append(headers, X_FORWARDED_FOR, &client);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(origin.proto));
-    if let Some(host) = origin.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    if headers.contains_key(&X_FORWARDED_FOR) {
+        let text = client.for_header.to_str().unwrap_or_default().to_owned();
+        append(headers, X_FORWARDED_FOR, &text);
+    } else {
+        headers.insert(X_FORWARDED_FOR, client.for_header.clone());
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.proto));
+    if let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(X_FORWARDED_HOST, host);
     }
-    let mut forwarded = format!(
-        "for={};proto={}",
-        forwarded_node(origin.client),
-        origin.proto
-    );
-    if let Some(host) = origin.host.filter(|h| is_token_safe(h)) {
-        forwarded.push_str(";host=");
-        forwarded.push_str(host);
+    match host.filter(|h| is_token_safe(h)) {
+        Some(host) => {
+            let mut forwarded = String::with_capacity(client.forwarded.len() + 6 + host.len());
+            forwarded.push_str(&client.forwarded);
+            forwarded.push_str(";host=");
+            forwarded.push_str(host);
+            append(headers, header::FORWARDED, &forwarded);
+        }
+        None => append(headers, header::FORWARDED, &client.forwarded),
     }
-    append(headers, header::FORWARDED, &forwarded);
 }
 
 /// The `Host` the instance at `destination` (`address:port`) is sent: the client's, the
@@ -141,12 +174,8 @@ fn is_token_safe(host: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn origin(host: Option<&'static str>) -> Origin<'static> {
-        Origin {
-            client: "192.0.2.7".parse().expect("ip"),
-            proto: "http",
-            host,
-        }
+    fn client() -> Client {
+        Client::new("192.0.2.7".parse().expect("ip"), "http")
     }
 
     #[test]
@@ -161,7 +190,7 @@ mod tests {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.1"));
         headers.insert("x-kept", HeaderValue::from_static("yes"));
-        prepare(&mut headers, origin(Some("shop.example")));
+        prepare(&mut headers, &client(), Some("shop.example"));
         for gone in ["connection", "x-secret", "keep-alive", "te"] {
             assert!(!headers.contains_key(gone), "{gone} must not be forwarded");
         }
@@ -172,6 +201,23 @@ mod tests {
         assert_eq!(
             headers[header::FORWARDED],
             "for=192.0.2.7;proto=http;host=shop.example"
+        );
+    }
+
+    #[test]
+    fn a_first_proxy_names_the_client_alone() {
+        let mut headers = HeaderMap::new();
+        prepare(&mut headers, &client(), None);
+        assert_eq!(headers[X_FORWARDED_FOR], "192.0.2.7");
+        assert_eq!(headers[header::FORWARDED], "for=192.0.2.7;proto=http");
+        assert!(!headers.contains_key(X_FORWARDED_HOST));
+        // The same connection's next request gets the same values.
+        let mut next = HeaderMap::new();
+        prepare(&mut next, &client(), Some("a.example"));
+        assert_eq!(next[X_FORWARDED_FOR], "192.0.2.7");
+        assert_eq!(
+            next[header::FORWARDED],
+            "for=192.0.2.7;proto=http;host=a.example"
         );
     }
 
@@ -203,26 +249,22 @@ mod tests {
         headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         assert!(is_upgrade(&headers));
-        prepare(&mut headers, origin(None));
+        prepare(&mut headers, &client(), None);
         assert_eq!(headers[header::UPGRADE], "websocket");
         assert_eq!(headers[header::CONNECTION], "upgrade");
 
         let mut plain = HeaderMap::new();
         plain.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
         assert!(!is_upgrade(&plain), "Upgrade without Connection: upgrade");
-        prepare(&mut plain, origin(None));
+        prepare(&mut plain, &client(), None);
         assert!(!plain.contains_key(header::UPGRADE));
     }
 
     #[test]
     fn ipv6_clients_are_quoted_in_forwarded() {
         let mut headers = HeaderMap::new();
-        let origin = Origin {
-            client: "::1".parse().expect("ip"),
-            proto: "https",
-            host: Some("bad host\""),
-        };
-        prepare(&mut headers, origin);
+        let client = Client::new("::1".parse().expect("ip"), "https");
+        prepare(&mut headers, &client, Some("bad host\""));
         assert_eq!(headers[header::FORWARDED], "for=\"[::1]\";proto=https");
     }
 }

@@ -14,6 +14,7 @@
 //! do: a request never migrates between threads, so there is no work stealing, no cross-thread
 //! wake-up and no shared pool lock on the hot path.
 
+use crate::forwarded;
 use crate::proxy::Proxy;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -138,10 +139,14 @@ pub async fn serve(
             tracing::debug!(%error, "gateway: cannot turn Nagle's algorithm off");
         }
         let proxy = Arc::clone(&proxy);
-        let is_tls = tls.is_some();
+        let origin = Arc::new(forwarded::Client::new(
+            client.ip(),
+            if tls.is_some() { "https" } else { "http" },
+        ));
         let service = service_fn(move |request| {
             let proxy = Arc::clone(&proxy);
-            async move { Ok::<_, Infallible>(proxy.handle(request, client, is_tls).await) }
+            let origin = Arc::clone(&origin);
+            async move { Ok::<_, Infallible>(proxy.handle(request, &origin).await) }
         });
         let Some(tls) = &tls else {
             let connection = builder

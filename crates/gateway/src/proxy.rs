@@ -20,7 +20,7 @@
 
 use crate::body::ProxyBody;
 use crate::error::GatewayError;
-use crate::forwarded::{self, Origin};
+use crate::forwarded::{self, Client as ClientOrigin};
 use crate::route::UpstreamProto;
 use crate::routing::{ActiveRoute, Routing};
 use crate::stats::Class;
@@ -36,7 +36,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use wayfinder_balance::{Endpoint, Pick};
@@ -172,12 +172,11 @@ impl Proxy {
         }
     }
 
-    /// Handles one request from `client` (`tls`: whether it came over TLS).
+    /// Handles one request from `client` (its connection's address and protocol).
     pub async fn handle(
         &self,
         mut request: Request<Incoming>,
-        client: SocketAddr,
-        tls: bool,
+        client: &ClientOrigin,
     ) -> Response<ProxyBody> {
         let host = request_host(&request);
         let path = request.uri().path().to_owned();
@@ -186,9 +185,9 @@ impl Proxy {
         };
         let service = route.spec.service.as_str();
         let refuse = |error: GatewayError| error.response(Some(&route_name(&route)), Some(service));
-        if !route.spec.access.permits(client.ip()) {
+        if !route.spec.access.permits(client.ip) {
             return refuse(GatewayError::Forbidden {
-                client: client.ip().to_string(),
+                client: client.ip.to_string(),
             });
         }
 
@@ -216,16 +215,9 @@ impl Proxy {
             Err(reason) => return refuse(GatewayError::BadRequest { reason }),
         };
         let origin_host = host;
-        forwarded::prepare(
-            &mut parts.headers,
-            Origin {
-                client: client.ip(),
-                proto: if tls { "https" } else { "http" },
-                host: origin_host.as_deref(),
-            },
-        );
+        forwarded::prepare(&mut parts.headers, client, origin_host.as_deref());
         let idempotent = is_idempotent(&parts.method);
-        let hash_key = hash_key(&route, &parts.headers, client);
+        let hash_key = hash_key(&route, &parts.headers, client.ip);
 
         let now = self.routing.now();
         route.budget.deposit(now);
@@ -569,7 +561,7 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// What a sticky route hashes for this request.
-fn hash_key(route: &ActiveRoute, headers: &http::HeaderMap, client: SocketAddr) -> Option<Vec<u8>> {
+fn hash_key(route: &ActiveRoute, headers: &http::HeaderMap, client: IpAddr) -> Option<Vec<u8>> {
     use crate::route::HashOn;
     use wayfinder_balance::StrategyKind;
     let keyed = route.spec.balance.strategy == StrategyKind::ConsistentHash;
@@ -581,7 +573,7 @@ fn hash_key(route: &ActiveRoute, headers: &http::HeaderMap, client: SocketAddr) 
         HashOn::Header(name) => headers.get(name.as_str()).map(|v| v.as_bytes().to_vec()),
         HashOn::Cookie(name) => cookie(headers, name).map(|v| v.as_bytes().to_vec()),
     };
-    Some(from_request.unwrap_or_else(|| client.ip().to_string().into_bytes()))
+    Some(from_request.unwrap_or_else(|| client.to_string().into_bytes()))
 }
 
 /// A cookie's value from the request's `Cookie` headers.
