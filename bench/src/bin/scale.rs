@@ -2,16 +2,17 @@
 //!
 //! Against an agent started with the gateway on (bench/run gives it a durable data dir):
 //!
-//! 1. the 10-instance `worker-service` fleet, then `GET /v1/endpoints/worker-service` with wrk:
-//!    the small-catalog read rate;
+//! 1. the 10-instance `worker-service` fleet, then the agent's RSS, `GET
+//!    /v1/endpoints/worker-service` with wrk, and (with `--dns`) `worker-service.service.consul`
+//!    A queries over UDP: the small-catalog figures;
 //! 2. `--instances` more instances, `--per-service` to a service, each service with a
 //!    `urlprefix-/scale-N` tag (so the gateway holds one route per service), registered by
-//!    `--clients` keep-alive clients as fast as the durable write path acknowledges: the
-//!    registration rate, and the agent's resident memory per instance (growth over the small
-//!    catalog, and the whole RSS divided by the instances);
-//! 3. the same wrk run again, now beside the large catalog: the read rate as a ratio of the
-//!    small one (target ≥ 0.9); with `--dns`, the same for `worker-service.service.consul` A
-//!    queries over UDP (steps 1 and 3 both ask it), answers per second large ÷ small;
+//!    `--clients` keep-alive clients as fast as the durable write path acknowledges, in tenfold
+//!    steps (1,000, 10,000, …, then `--instances`). After each step the same three figures
+//!    again: the read rates against catalog size (`--plot-data` writes them for
+//!    `bench/plot.py`), the registration rate, and the agent's resident memory per instance
+//!    (growth over the small catalog, and the whole RSS divided by the instances);
+//! 3. the read rates beside the largest catalog as ratios of the small ones (target ≥ 0.9);
 //! 4. `--route-changes` changes to one service's routes (its instance re-registered with a new
 //!    prefix each time), and the gateway's own histogram of update durations
 //!    (`wayfinder_gateway_table_update_seconds`) read before and after: how long one changed
@@ -32,7 +33,7 @@ use wayfinder_bench::args::{AgentArgs, duration};
 use wayfinder_bench::client::Connection;
 use wayfinder_bench::dns::{self, DnsLoad, DnsReport};
 use wayfinder_bench::fleet;
-use wayfinder_bench::report::{Count, Rate, Ratio, Table, verdict};
+use wayfinder_bench::report::{Count, Grid, Rate, Ratio, Table, verdict};
 use wayfinder_bench::wrk::{self, Load};
 
 /// Most instances accepted.
@@ -72,6 +73,9 @@ struct Args {
     /// The agent's DNS address (`--dns-addr`), to measure DNS answers beside the catalog too.
     #[arg(long, value_parser = loopback_addr)]
     dns: Option<std::net::SocketAddr>,
+    /// Where to write the measurements per catalog size as JSON, for `bench/plot.py`.
+    #[arg(long)]
+    plot_data: Option<PathBuf>,
     /// Concurrent DNS clients (one UDP socket each, one query in flight each).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     dns_clients: u32,
@@ -88,15 +92,15 @@ fn registration(n: u64, per_service: u64) -> String {
     )
 }
 
-/// Registers instances `0..total` with `clients` connections; returns the seconds it took.
-async fn register_all(args: &Args) -> anyhow::Result<f64> {
-    let next = Arc::new(AtomicU64::new(0));
+/// Registers instances `from..to` with `clients` connections; returns the seconds it took.
+async fn register_range(args: &Args, from: u64, to: u64) -> anyhow::Result<f64> {
+    let next = Arc::new(AtomicU64::new(from));
     let started = Instant::now();
     let deadline = started + REGISTER_DEADLINE;
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
         let next = Arc::clone(&next);
-        let (addr, total, per_service) = (args.agent.addr, args.instances, args.per_service);
+        let (addr, total, per_service) = (args.agent.addr, to, args.per_service);
         tasks.push(tokio::spawn(async move {
             let mut connection = Connection::open(addr).await?;
             loop {
@@ -189,6 +193,75 @@ async fn read_rate(args: &Args) -> anyhow::Result<wrk::WrkReport> {
     wrk::run(&args.wrk, load, &url).await
 }
 
+/// Catalog sizes (added instances) measured on the way to `total`: each tenfold step from
+/// 1,000, then `total` itself.
+fn checkpoints(total: u64) -> Vec<u64> {
+    let mut steps: Vec<u64> = std::iter::successors(Some(1_000u64), |n| n.checked_mul(10))
+        .take_while(|&n| n < total)
+        .collect();
+    steps.push(total);
+    steps
+}
+
+/// What one catalog size measured.
+struct Size {
+    /// Instances in the catalog, the fleet's 10 included.
+    instances: u64,
+    /// The agent's resident memory right after the last registration.
+    rss_kib: u64,
+    /// wrk on `GET /v1/endpoints/worker-service`.
+    read: wrk::WrkReport,
+    /// DNS A queries for `worker-service`, when the agent serves DNS.
+    dns: Option<DnsReport>,
+}
+
+/// The agent's memory, then its endpoint and DNS read rates, with `instances` registered.
+async fn measure(
+    args: &Args,
+    process: &wayfinder_bench::procfs::Process,
+    instances: u64,
+) -> anyhow::Result<Size> {
+    let rss_kib = process.memory_kib()?.rss_kib;
+    let read = read_rate(args).await?;
+    let dns = dns_rate(args).await?;
+    Ok(Size {
+        instances,
+        rss_kib,
+        read,
+        dns,
+    })
+}
+
+/// Quantiles the DNS latency distribution is plotted at.
+const PLOTTED_QUANTILES: [f64; 8] = [0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 1.0];
+
+/// Writes what `bench/plot.py` draws: each size's rates and memory, and the DNS latency
+/// distribution at each size.
+fn write_plot_data(path: &std::path::Path, sizes: &[Size]) -> anyhow::Result<()> {
+    let millis = |d: Duration| d.as_secs_f64() * 1e3;
+    let sizes: Vec<serde_json::Value> = sizes
+        .iter()
+        .map(|size| {
+            serde_json::json!({
+                "instances": size.instances,
+                "rss_kib": size.rss_kib,
+                "endpoints_per_second": size.read.per_second,
+                "endpoints_p50_ms": millis(size.read.p50),
+                "endpoints_p99_ms": millis(size.read.p99),
+                "dns_per_second": size.dns.as_ref().map(|d| d.per_second),
+                "dns_quantiles_ms": size.dns.as_ref().map(|d| {
+                    PLOTTED_QUANTILES
+                        .iter()
+                        .map(|&q| [q, millis(d.latencies.at(q))])
+                        .collect::<Vec<_>>()
+                }),
+            })
+        })
+        .collect();
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "sizes": sizes }))?;
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// The DNS answer rate for the fleet's service, when the agent serves DNS.
 async fn dns_rate(args: &Args) -> anyhow::Result<Option<DnsReport>> {
     let Some(server) = args.dns else {
@@ -222,14 +295,27 @@ async fn main() -> anyhow::Result<()> {
         .context("scale needs --agent-pid to read memory")?;
     let mut connection = Connection::open(args.agent.addr).await?;
     fleet::register(&mut connection, fleet::DEFAULT_INSTANCES).await?;
-    let small = read_rate(&args).await?;
-    let small_dns = dns_rate(&args).await?;
-    let small_rss = process.memory_kib()?.rss_kib;
-
-    let seconds = register_all(&args).await?;
-    let large_rss = process.memory_kib()?.rss_kib;
-    let large = read_rate(&args).await?;
-    let large_dns = dns_rate(&args).await?;
+    let mut sizes = vec![measure(&args, &process, u64::from(fleet::DEFAULT_INSTANCES)).await?];
+    let mut seconds = 0.0;
+    let mut registered = 0;
+    for checkpoint in checkpoints(args.instances) {
+        seconds += register_range(&args, registered, checkpoint).await?;
+        registered = checkpoint;
+        sizes.push(
+            measure(
+                &args,
+                &process,
+                checkpoint + u64::from(fleet::DEFAULT_INSTANCES),
+            )
+            .await?,
+        );
+    }
+    if let Some(path) = &args.plot_data {
+        write_plot_data(path, &sizes)?;
+    }
+    let (first, last) = (&sizes[0], &sizes[sizes.len() - 1]);
+    let (small, small_dns, small_rss) = (&first.read, &first.dns, first.rss_kib);
+    let (large, large_dns, large_rss) = (&last.read, &last.dns, last.rss_kib);
 
     let mut connection = Connection::open(args.agent.addr).await?;
     let histogram = "wayfinder_gateway_table_update_seconds";
@@ -330,7 +416,7 @@ async fn main() -> anyhow::Result<()> {
                 .as_ref()
                 .map_or_else(|| "not measured (no --dns)".to_owned(), dns_cell),
         );
-    if let (Some(small_dns), Some(large_dns)) = (&small_dns, &large_dns) {
+    if let (Some(small_dns), Some(large_dns)) = (small_dns, large_dns) {
         let dns_ratio = large_dns.per_second / small_dns.per_second.max(1.0);
         table.row(
             "**DNS answer rate, large ÷ small** (target ≥ 0.9)",
@@ -364,6 +450,32 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         table.render("Scale: 100,000 instances in one agent (scale)")
+    );
+    let mut by_size = Grid::new([
+        "instances",
+        "agent RSS",
+        "`/v1/endpoints` req/s",
+        "`/v1/endpoints` p99",
+        "DNS answers/s",
+        "DNS p99",
+    ]);
+    for size in &sizes {
+        by_size.row([
+            Count(size.instances).to_string(),
+            format!("{} KiB", Count(size.rss_kib)),
+            Rate(size.read.per_second).to_string(),
+            format!("{:?}", size.read.p99),
+            size.dns
+                .as_ref()
+                .map_or_else(|| "—".to_owned(), |d| Rate(d.per_second).to_string()),
+            size.dns
+                .as_ref()
+                .map_or_else(|| "—".to_owned(), |d| format!("{:?}", d.latencies.at(0.99))),
+        ]);
+    }
+    println!(
+        "{}",
+        by_size.render("Scale: read rates by catalog size (scale)")
     );
     Ok(())
 }
