@@ -306,7 +306,13 @@ impl Routing {
             }
             for spec in after {
                 let key = key_of(&spec);
-                builder.claims.entry(key.clone()).or_default().push(spec);
+                // Most keys have one claimant: room for exactly one, not the four a first
+                // push reserves.
+                builder
+                    .claims
+                    .entry(key.clone())
+                    .or_insert_with(|| Vec::with_capacity(1))
+                    .push(spec);
                 affected.insert(key);
             }
         }
@@ -345,14 +351,25 @@ impl Builder {
     ) -> Option<(Vec<RouteSpec>, Vec<RouteSpec>)> {
         let claims_before = self.service_claims(name);
         let exists = catalog.has_service(name);
-        let mut routes = Vec::new();
+        // Instances of one service usually carry the same tag: one route per host and prefix,
+        // from the lowest instance ID (catalog order), so the choice is stable. Duplicates are
+        // dropped as they are parsed, so the list held per service is as long as its distinct
+        // routes, not its instances (a route spec is ~350 bytes; with 100,000 instances the
+        // duplicates were the gateway's largest memory cost).
+        let mut routes: Vec<RouteSpec> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut problems = Vec::new();
         if exists {
             for view in catalog.instances_of(name) {
                 for tag in &view.instance.tags {
                     match tags::parse_tag(tag, name, view.instance.id.as_str()) {
                         None => {}
-                        Some(Ok(route)) => routes.push(route),
+                        Some(Ok(route))
+                            if seen.insert((route.host.clone(), route.prefix.clone())) =>
+                        {
+                            routes.push(route);
+                        }
+                        Some(Ok(_duplicate)) => {}
                         Some(Err(error)) => problems.push(TagProblem {
                             service: name.to_owned(),
                             instance: view.instance.id.as_str().to_owned(),
@@ -362,10 +379,7 @@ impl Builder {
                 }
             }
         }
-        // Instances of one service usually carry the same tag: one route per host and prefix,
-        // from the lowest instance ID (catalog order), so the choice is stable.
-        let mut seen = std::collections::HashSet::new();
-        routes.retain(|r: &RouteSpec| seen.insert((r.host.clone(), r.prefix.clone())));
+        routes.shrink_to_fit();
         for problem in &problems {
             tracing::warn!(service = %problem.service, instance = %problem.instance, error = %problem.error, "urlprefix- tag ignored");
         }
@@ -442,6 +456,7 @@ impl Builder {
             targets.push(Target { id, authority });
         }
         *since = live;
+        targets.shrink_to_fit();
         let ids: Vec<&str> = targets.iter().map(|t| &*t.id).collect();
         service.outliers.set_members(&ids, now);
         let set = service.backends.load().set.update(endpoints);
