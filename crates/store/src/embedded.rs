@@ -29,7 +29,7 @@ pub const FILE_NAME: &str = "catalog.redb";
 
 /// redb's page cache, in bytes. The live catalog is held in memory by the agent; the file is
 /// read in full only at start-up, so a small cache is enough (redb's default is 1 GiB).
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The catalog's rows in a redb file, `<data dir>/catalog.redb`, locked by the running agent.
 pub struct EmbeddedStore {
