@@ -17,8 +17,8 @@
 //!    The agent acknowledges once etcd committed the write and the agent applied it.
 //!
 //! Only acknowledged writes count (a 200, or a `Put` answer). Each phase stops at `--count`
-//! writes or `--duration`, whichever comes first. Besides rates and latencies it reports, per
-//! phase, etcd's revisions (one per committed transaction: the agent batches queued
+//! writes or `--duration`, whichever comes first. Besides rates (overall and in each whole
+//! second) and latencies it reports, per phase, etcd's revisions (one per committed transaction: the agent batches queued
 //! registrations into one transaction, so the ratio can exceed 1), etcd's WAL fsyncs (from
 //! its `/metrics`), the CPU of etcd, of the agent, of this process and of the machine, and
 //! afterwards checks that etcd holds at least as many keys as were acknowledged.
@@ -30,8 +30,8 @@ use clap::Parser;
 use etcd_client::{Client, ConnectOptions, GetOptions};
 use std::fmt::Display;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::{Instant, timeout};
 use wayfinder_bench::args::{AgentArgs, duration, loopback_addr};
@@ -95,6 +95,10 @@ struct Bounds {
     count: u64,
     stop_at: Instant,
     request_timeout: Duration,
+    /// Writes acknowledged so far, sampled once a second into `timeline`.
+    acknowledged: AtomicU64,
+    /// Writes acknowledged in each whole second so far.
+    timeline: Mutex<Vec<u64>>,
 }
 
 impl Bounds {
@@ -138,6 +142,8 @@ impl Outcome {
 struct Phase {
     outcome: Outcome,
     elapsed: Duration,
+    /// Writes acknowledged in each whole second: does the rate hold as etcd and the catalog grow?
+    timeline: Vec<u64>,
     /// etcd revisions the phase added: one per committed transaction (a `Put` is one).
     revisions: u64,
     /// etcd WAL fsyncs during the phase, when its `/metrics` answered.
@@ -244,7 +250,10 @@ async fn phase(
         count: args.count,
         stop_at: started + args.duration,
         request_timeout: args.request_timeout,
+        acknowledged: AtomicU64::new(0),
+        timeline: Mutex::new(Vec::new()),
     });
+    let sampler = tokio::spawn(per_second(started, Arc::clone(&bounds)));
     let mut tasks = Vec::new();
     for client in etcd_clients {
         let (bounds, value, addr) = (Arc::clone(&bounds), Arc::clone(value), args.etcd);
@@ -267,6 +276,12 @@ async fn phase(
         );
     }
     let elapsed = started.elapsed();
+    sampler.abort();
+    let timeline = bounds
+        .timeline
+        .lock()
+        .map(|rates| rates.clone())
+        .unwrap_or_default();
 
     let cpu = mark.since(etcd_process, elapsed, args.agent.clk_tck)?;
     let agent_cpu = match (agent_before, args.agent.process()) {
@@ -297,6 +312,7 @@ async fn phase(
     Ok(Phase {
         outcome,
         elapsed,
+        timeline,
         revisions,
         wal_fsyncs,
         etcd_cpu: cpu.server,
@@ -327,6 +343,7 @@ async fn put_loop(
             Ok(Ok(_)) => {
                 outcome.latencies.record(sent.elapsed());
                 outcome.acknowledged += 1;
+                bounds.acknowledged.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Err(error)) => outcome.failure(format!("Put: {error}")),
             Err(_) => {
@@ -369,6 +386,7 @@ async fn register_loop(connection: Connection, addr: SocketAddr, bounds: Arc<Bou
             Ok(Ok(answer)) if answer.status == hyper::StatusCode::OK => {
                 outcome.latencies.record(sent.elapsed());
                 outcome.acknowledged += 1;
+                bounds.acknowledged.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Ok(answer)) => {
                 let text = String::from_utf8_lossy(&answer.body);
@@ -385,6 +403,25 @@ async fn register_loop(connection: Connection, addr: SocketAddr, bounds: Arc<Bou
         }
     }
     outcome
+}
+
+/// Appends to `bounds.timeline` the writes acknowledged in each whole second from `started`,
+/// until the deadline; the caller aborts it sooner when the count is reached first.
+async fn per_second(started: Instant, bounds: Arc<Bounds>) {
+    let mut last = 0;
+    let mut tick = started;
+    loop {
+        tick += Duration::from_secs(1);
+        if tick > bounds.stop_at {
+            return;
+        }
+        tokio::time::sleep_until(tick).await;
+        let now = bounds.acknowledged.load(Ordering::Relaxed);
+        if let Ok(mut rates) = bounds.timeline.lock() {
+            rates.push(now - last);
+        }
+        last = now;
+    }
 }
 
 /// A registration as `register-load` sends it: one instance of `bench`, no checks.
@@ -473,6 +510,13 @@ fn report(args: &Args, direct: &Phase, through: &Phase, value: usize, row: usize
     });
     both("elapsed", &|p| format!("{:.2} s", p.elapsed.as_secs_f64()));
     both("**writes/s**", &|p| format!("**{}**", Rate(p.rate())));
+    both("writes/s, each whole second", &|p| {
+        if p.timeline.is_empty() {
+            return "n/a (under 1 s)".to_owned();
+        }
+        let seconds: Vec<String> = p.timeline.iter().map(|r| Count(*r).to_string()).collect();
+        seconds.join(", ")
+    });
     both("latency p50 / p99 / max", &|p| {
         format!(
             "{} / {} / {}",
@@ -575,6 +619,8 @@ mod tests {
             count: 2,
             stop_at: Instant::now() + Duration::from_secs(60),
             request_timeout: Duration::from_secs(1),
+            acknowledged: AtomicU64::new(0),
+            timeline: Mutex::new(Vec::new()),
         };
         assert_eq!(bounds.next(), Some(0));
         assert_eq!(bounds.next(), Some(1));
