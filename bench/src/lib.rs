@@ -1,8 +1,9 @@
 //! Load generators for Wayfinder's benchmarks, and what they share.
 //!
 //! The binaries (`register-load`, `check-capacity`, `propagation`, `endpoint-throughput`,
-//! `gateway-throughput`) are driven by `bench/run`, which builds the agent, starts it on a
-//! loopback port with a fresh durable data dir (for the gateway, `--dev`), and passes its
+//! `gateway-throughput`, and `cluster` and `etcd-writes` against etcd) are driven by
+//! `bench/run`, which builds the agent, starts it on a loopback port with a fresh durable data
+//! dir (for the gateway, `--dev`; against etcd, `--dev --store etcd://…`), and passes its
 //! address and pid. This library owns what they share: a
 //! keep-alive HTTP/1.1 connection to the agent ([`client`]), CPU and memory readings from
 //! `/proc` ([`procfs`]), peers run in process groups of their own ([`process_group`]), latency percentiles ([`latency`]), the markdown the results are printed
