@@ -1,5 +1,6 @@
 //! A service instance: one address and port answering for a service name.
 
+use crate::meta::Meta;
 use crate::names::{InstanceId, ServiceName};
 use crate::validate::{ValidationError, count, limits, text};
 use serde::{Deserialize, Serialize};
@@ -64,7 +65,7 @@ pub struct Instance {
     /// Free-form labels, order kept as registered.
     pub tags: Vec<String>,
     /// Free-form key/value metadata.
-    pub meta: BTreeMap<String, String>,
+    pub meta: Meta,
     /// Relative traffic weights by health.
     pub weights: Weights,
     /// Extra named addresses.
@@ -94,7 +95,7 @@ impl Instance {
             address: String::new(),
             port: 0,
             tags: Vec::new(),
-            meta: BTreeMap::new(),
+            meta: Meta::new(),
             weights: Weights::default(),
             tagged_addresses: BTreeMap::new(),
             enable_tag_override: false,
@@ -180,7 +181,7 @@ fn validate_address(field: &str, address: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+fn validate_meta(meta: &Meta) -> Result<(), ValidationError> {
     count("Meta", meta.len(), "pairs", limits::META_PAIRS_MAX)?;
     for (key, value) in meta {
         let field = format!("Meta.{key}");

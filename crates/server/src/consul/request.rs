@@ -415,7 +415,7 @@ impl ServiceBody {
             address: self.address.unwrap_or_default(),
             port: self.port,
             tags: self.tags.unwrap_or_default(),
-            meta: self.meta.unwrap_or_default(),
+            meta: self.meta.unwrap_or_default().into(),
             weights,
             tagged_addresses: self
                 .tagged_addresses

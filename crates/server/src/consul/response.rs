@@ -7,7 +7,7 @@ use super::duration;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use wayfinder_catalog::{Check, CheckKind, Instance, InstanceView, Weights};
+use wayfinder_catalog::{Check, CheckKind, Instance, InstanceView, Meta, Weights};
 
 /// Who this agent is: a single agent is one Consul node.
 #[derive(Debug, Clone)]
@@ -110,7 +110,8 @@ pub struct AgentServiceJson<'a> {
     #[serde(rename = "Tags")]
     tags: &'a [String],
     #[serde(rename = "Meta")]
-    meta: &'a BTreeMap<String, String>,
+    #[schema(value_type = BTreeMap<String, String>)]
+    meta: &'a Meta,
     #[serde(rename = "Port")]
     port: u16,
     #[serde(rename = "Address")]
@@ -157,7 +158,8 @@ pub struct ServiceJson<'a> {
     #[serde(rename = "Port")]
     port: u16,
     #[serde(rename = "Meta")]
-    meta: &'a BTreeMap<String, String>,
+    #[schema(value_type = BTreeMap<String, String>)]
+    meta: &'a Meta,
     #[serde(rename = "TaggedAddresses", skip_serializing_if = "BTreeMap::is_empty")]
     tagged_addresses: BTreeMap<&'a str, TaggedAddressJson<'a>>,
     #[serde(rename = "Weights")]
@@ -483,7 +485,8 @@ pub struct ServiceNodeJson<'a> {
     #[serde(rename = "ServiceWeights")]
     service_weights: WeightsJson,
     #[serde(rename = "ServiceMeta")]
-    service_meta: &'a BTreeMap<String, String>,
+    #[schema(value_type = BTreeMap<String, String>)]
+    service_meta: &'a Meta,
     #[serde(rename = "ServicePort")]
     service_port: u16,
     #[serde(rename = "ServiceEnableTagOverride")]

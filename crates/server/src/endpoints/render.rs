@@ -5,8 +5,7 @@
 
 use bytes::Bytes;
 use serde::Serialize;
-use std::collections::BTreeMap;
-use wayfinder_catalog::{Catalog, InstanceView, Status};
+use wayfinder_catalog::{Catalog, InstanceView, Meta, Status};
 
 /// Which instances a request wants. The default is passing instances only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,7 +34,8 @@ pub struct EndpointJson<'a> {
     port: u16,
     id: &'a str,
     tags: &'a [String],
-    meta: &'a BTreeMap<String, String>,
+    #[schema(value_type = BTreeMap<String, String>)]
+    meta: &'a Meta,
     weight: u32,
     /// `passing` or `warning` (critical instances are never listed).
     #[schema(value_type = String)]

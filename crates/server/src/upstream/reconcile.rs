@@ -373,7 +373,7 @@ fn desired(slot: &Slot<'_>) -> Result<Desired, String> {
         address: address.to_owned(),
         port: upstream.port,
         tags: upstream.tags.clone(),
-        meta: upstream.meta.clone(),
+        meta: upstream.meta.clone().into(),
         weights,
         enable_tag_override: upstream.enable_tag_override,
         source: Source::Upstream,
@@ -629,10 +629,7 @@ mod tests {
         assert_eq!(got.instance.address, "10.1.1.1");
         assert_eq!(got.instance.port, 8080);
         assert_eq!(got.instance.tags, ["v1"]);
-        assert_eq!(
-            got.instance.meta.get("team").map(String::as_str),
-            Some("blue")
-        );
+        assert_eq!(got.instance.meta.get("team"), Some("blue"));
         assert_eq!(
             got.instance.weights,
             Weights {

@@ -11,7 +11,7 @@ fn instance(id: &str, service: &str, index: u64) -> Instance {
         address: "10.0.0.1".to_owned(),
         port: 8080,
         tags: vec!["v1".to_owned()],
-        meta: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
+        meta: BTreeMap::from([("zone".to_owned(), "a".to_owned())]).into(),
         create_index: index,
         modify_index: index,
         ..Instance::new(

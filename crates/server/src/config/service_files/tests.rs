@@ -163,10 +163,7 @@ service {
     let from_json = load_text("web.json", json, NONE).expect("json loads");
     assert_eq!(from_hcl.services, from_json.services);
     let registration = &from_hcl.services[0];
-    assert_eq!(
-        registration.instance.meta.get("team").map(String::as_str),
-        Some("blue")
-    );
+    assert_eq!(registration.instance.meta.get("team"), Some("blue"));
     assert_eq!(registration.instance.weights.passing, 3);
     assert_eq!(
         registration.checks[0].policy.deregister_critical_after,
