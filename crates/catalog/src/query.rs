@@ -102,6 +102,25 @@ impl Catalog {
             })
     }
 
+    /// The name as registered of the service with instances that `name` names, compared
+    /// ignoring ASCII case (DNS names are case-insensitive, service names are stored as
+    /// registered). An exact match costs one lookup; otherwise every name is compared, but only
+    /// the name: no summary is built, so a query for a service that does not exist costs one
+    /// string comparison per service, not a walk over every instance.
+    pub fn service_named_ignoring_case(&self, name: &str) -> Option<&ServiceName> {
+        if let Some((stored, entry)) = self.services.get_key_value(name)
+            && !entry.instances.is_empty()
+        {
+            return Some(stored);
+        }
+        self.services
+            .iter()
+            .find(|(stored, entry)| {
+                stored.as_str().eq_ignore_ascii_case(name) && !entry.instances.is_empty()
+            })
+            .map(|(stored, _)| stored)
+    }
+
     /// Whether `service` has at least one instance.
     pub fn has_service(&self, service: &str) -> bool {
         self.services

@@ -100,19 +100,11 @@ impl Zone {
         rng: &mut fastrand::Rng,
     ) -> Vec<Candidate> {
         // Service names are stored as registered; DNS names are case-insensitive.
-        let stored = if catalog.has_service(service) {
-            Some(service.to_owned())
-        } else {
-            catalog
-                .services()
-                .find(|s| s.name.as_str().eq_ignore_ascii_case(service))
-                .map(|s| s.name.as_str().to_owned())
-        };
-        let Some(stored) = stored else {
+        let Some(stored) = catalog.service_named_ignoring_case(service) else {
             return Vec::new();
         };
         let mut keyed: Vec<(f64, Candidate)> = catalog
-            .instances_of(&stored)
+            .instances_of(stored.as_str())
             .filter_map(|view| {
                 let weight = match view.health {
                     Status::Passing => view.instance.weights.passing,
