@@ -18,6 +18,11 @@
 //!    (`wayfinder_gateway_table_update_seconds`) read before and after: how long one changed
 //!    service takes to reach the live route table with 10,000 routes in it (target < 1 ms).
 //!
+//! With `--memory-only` it only registers the instances and reports the RSS growth: bench/run
+//! runs it against a second agent started without the gateway, to tell the registry's own
+//! memory per instance (catalog, renderings, events, store) from the gateway's (route specs,
+//! balancer sets, load and outlier state for every routed instance).
+//!
 //! Every loop is bounded by a count and a deadline, and talks to loopback only.
 
 use anyhow::Context;
@@ -76,6 +81,10 @@ struct Args {
     /// Where to write the measurements per catalog size as JSON, for `bench/plot.py`.
     #[arg(long)]
     plot_data: Option<PathBuf>,
+    /// Only register the instances and report the agent's memory (for an agent without the
+    /// gateway, whose per-instance balancer state is measured by the full run).
+    #[arg(long)]
+    memory_only: bool,
     /// Concurrent DNS clients (one UDP socket each, one query in flight each).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     dns_clients: u32,
@@ -193,6 +202,45 @@ async fn read_rate(args: &Args) -> anyhow::Result<wrk::WrkReport> {
     wrk::run(&args.wrk, load, &url).await
 }
 
+/// `--memory-only`: the agent's RSS before and after the instances are registered, nothing
+/// else (run against an agent without the gateway: the registry's own cost per instance).
+async fn memory_only(
+    args: &Args,
+    process: &wayfinder_bench::procfs::Process,
+) -> anyhow::Result<()> {
+    let small_rss = process.memory_kib()?.rss_kib;
+    let seconds = register_range(args, 0, args.instances).await?;
+    let large_rss = process.memory_kib()?.rss_kib;
+    let growth = large_rss.saturating_sub(small_rss) as f64 * 1024.0 / args.instances as f64;
+    let mut table = Table::new();
+    table
+        .row(
+            "instances / services",
+            format!(
+                "{} / {}",
+                Count(args.instances + u64::from(fleet::DEFAULT_INSTANCES)),
+                Count(args.instances.div_ceil(args.per_service) + 1)
+            ),
+        )
+        .row(
+            "registrations/s (durable)",
+            Rate(args.instances as f64 / seconds),
+        )
+        .row(
+            "agent RSS, 10 instances → all",
+            format!("{} KiB → {} KiB", Count(small_rss), Count(large_rss)),
+        )
+        .row(
+            "**RSS growth per added instance** (target ≤ 1,024 B)",
+            format!("{growth:.0} B {}", verdict(growth <= 1024.0)),
+        );
+    println!(
+        "{}",
+        table.render("Scale: memory per instance without the gateway (scale --memory-only)")
+    );
+    Ok(())
+}
+
 /// Catalog sizes (added instances) measured on the way to `total`: each tenfold step from
 /// 1,000, then `total` itself.
 fn checkpoints(total: u64) -> Vec<u64> {
@@ -295,6 +343,9 @@ async fn main() -> anyhow::Result<()> {
         .context("scale needs --agent-pid to read memory")?;
     let mut connection = Connection::open(args.agent.addr).await?;
     fleet::register(&mut connection, fleet::DEFAULT_INSTANCES).await?;
+    if args.memory_only {
+        return memory_only(&args, &process).await;
+    }
     let mut sizes = vec![measure(&args, &process, u64::from(fleet::DEFAULT_INSTANCES)).await?];
     let mut seconds = 0.0;
     let mut registered = 0;

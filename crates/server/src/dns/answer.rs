@@ -10,11 +10,13 @@
 
 use super::name::{Lookup, hex_ip};
 use crate::consul::response::NodeInfo;
+use dashmap::DashMap;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 use wayfinder_catalog::{Catalog, Status};
 
 /// SOA timers (refresh, retry, expire) as Consul's documentation shows them; only the
@@ -52,7 +54,61 @@ pub struct Answer {
     pub soa: Option<Record>,
 }
 
+/// Most services whose candidates are remembered; past it, answers list them afresh. Names
+/// come from registrations, not from queries (an unknown name is never cached), but the bound
+/// keeps the cache's memory a known quantity whatever the catalog holds.
+const MAX_CACHED_SERVICES: usize = 65_536;
+
+/// Each service's qualifying instances, kept per service index.
+///
+/// Listing them means looking every instance and its checks up in the catalog and parsing its
+/// address: cheap beside 10 instances, a dozen string comparisons per lookup beside 100,000
+/// (DNS answered 0.88–0.93× the small catalog's rate, docs/BENCHMARKS.md). Any change to a
+/// service, its health included, raises its index, so a list at the current index is exact; the
+/// per-answer weighted shuffle is still drawn for every answer.
+#[derive(Default)]
+pub struct CandidateCache {
+    entries: DashMap<Box<str>, Listed>,
+}
+
+struct Listed {
+    index: u64,
+    candidates: Arc<[Candidate]>,
+}
+
+impl CandidateCache {
+    /// `service`'s candidates at `index`, listed by `list` when not remembered.
+    fn get_or_list(
+        &self,
+        service: &str,
+        index: u64,
+        list: impl FnOnce() -> Vec<Candidate>,
+    ) -> Arc<[Candidate]> {
+        if let Some(listed) = self.entries.get(service)
+            && listed.index == index
+        {
+            return Arc::clone(&listed.candidates);
+        }
+        let candidates: Arc<[Candidate]> = list().into();
+        let fresh = Listed {
+            index,
+            candidates: Arc::clone(&candidates),
+        };
+        match self.entries.get_mut(service) {
+            // A reader on an older snapshot never replaces a newer list.
+            Some(mut listed) if listed.index < index => *listed = fresh,
+            Some(_) => {}
+            None if self.entries.len() < MAX_CACHED_SERVICES => {
+                self.entries.insert(service.into(), fresh);
+            }
+            None => {}
+        }
+        candidates
+    }
+}
+
 /// One instance that qualifies, as the records need it.
+#[derive(Debug, Clone)]
 struct Candidate {
     ip: Option<IpAddr>,
     hostname: Option<String>,
@@ -62,10 +118,12 @@ struct Candidate {
 }
 
 impl Zone {
-    /// Answers `qtype` for `lookup` (asked as `qname`) from `catalog`.
+    /// Answers `qtype` for `lookup` (asked as `qname`) from `catalog`, with the services'
+    /// candidate lists remembered in `cache`.
     pub fn answer(
         &self,
         catalog: &Catalog,
+        cache: &CandidateCache,
         qname: &Name,
         qtype: RecordType,
         lookup: Option<Lookup>,
@@ -74,7 +132,7 @@ impl Zone {
         match lookup {
             None => self.negative(catalog, ResponseCode::NXDomain),
             Some(Lookup::Service { service, tag }) => {
-                let candidates = self.candidates(catalog, &service, tag.as_deref(), rng);
+                let candidates = self.candidates(catalog, cache, &service, tag.as_deref(), rng);
                 if candidates.is_empty() {
                     return self.negative(catalog, ResponseCode::NXDomain);
                 }
@@ -95,6 +153,7 @@ impl Zone {
     fn candidates(
         &self,
         catalog: &Catalog,
+        cache: &CandidateCache,
         service: &str,
         tag: Option<&str>,
         rng: &mut fastrand::Rng,
@@ -103,8 +162,30 @@ impl Zone {
         let Some(stored) = catalog.service_named_ignoring_case(service) else {
             return Vec::new();
         };
-        let mut keyed: Vec<(f64, Candidate)> = catalog
-            .instances_of(stored.as_str())
+        let stored = stored.as_str();
+        // Tag lookups (`tag.web.service.consul`) are rare: listed afresh, not cached per tag.
+        let listed: Arc<[Candidate]> = match tag {
+            None => cache.get_or_list(stored, catalog.service_index(stored), || {
+                self.qualifying(catalog, stored, None)
+            }),
+            Some(_) => self.qualifying(catalog, stored, tag).into(),
+        };
+        let mut keyed: Vec<(f64, Candidate)> = listed
+            .iter()
+            .map(|candidate| {
+                // Largest u^(1/w) first; as a sort key, ln(u)/w (both sides negative).
+                let key = rng.f64().max(f64::MIN_POSITIVE).ln() / f64::from(candidate.weight);
+                (key, candidate.clone())
+            })
+            .collect();
+        keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+        keyed.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// The instances of `stored` that may take traffic (and carry `tag`), in catalog order.
+    fn qualifying(&self, catalog: &Catalog, stored: &str, tag: Option<&str>) -> Vec<Candidate> {
+        catalog
+            .instances_of(stored)
             .filter_map(|view| {
                 let weight = match view.health {
                     Status::Passing => view.instance.weights.passing,
@@ -124,20 +205,15 @@ impl Zone {
                     instance.address.as_str()
                 };
                 let ip = address.parse::<IpAddr>().ok();
-                let candidate = Candidate {
+                Some(Candidate {
                     ip,
                     hostname: ip.is_none().then(|| address.to_owned()),
                     port: instance.port,
                     weight,
                     uses_node_address,
-                };
-                // Largest u^(1/w) first; as a sort key, ln(u)/w (both sides negative).
-                let key = rng.f64().max(f64::MIN_POSITIVE).ln() / f64::from(weight);
-                Some((key, candidate))
+                })
             })
-            .collect();
-        keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
-        keyed.into_iter().map(|(_, c)| c).collect()
+            .collect()
     }
 
     fn service_records(
@@ -317,6 +393,7 @@ mod tests {
         let qname = Name::from_ascii(name).expect("name");
         zone().answer(
             catalog,
+            &CandidateCache::default(),
             &qname,
             qtype,
             lookup,
@@ -340,6 +417,38 @@ mod tests {
         ips.sort();
         assert_eq!(ips, ["10.0.0.1", "127.0.0.1"]);
         assert!(answer.soa.is_none());
+    }
+
+    #[test]
+    fn remembered_candidates_follow_the_service_index() {
+        let cache = CandidateCache::default();
+        let qname = Name::from_ascii("web.service.consul.").expect("name");
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut ips = |catalog: &Catalog| -> Vec<String> {
+            let answer = zone().answer(catalog, &cache, &qname, RecordType::A, web(None), &mut rng);
+            let mut ips: Vec<String> = answer.answers.iter().map(|r| r.data.to_string()).collect();
+            ips.sort();
+            ips
+        };
+        let two = catalog(&[("a", "10.0.0.1", 1, &[]), ("b", "10.0.0.2", 1, &[])]);
+        assert_eq!(ips(&two), ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(
+            ips(&two),
+            ["10.0.0.1", "10.0.0.2"],
+            "a remembered list, same answer"
+        );
+        let three = catalog(&[
+            ("a", "10.0.0.1", 1, &[]),
+            ("b", "10.0.0.2", 1, &[]),
+            ("c", "10.0.0.3", 1, &[]),
+        ]);
+        assert_eq!(ips(&three), ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        assert_eq!(
+            ips(&two),
+            ["10.0.0.1", "10.0.0.2"],
+            "a reader on an older snapshot gets that snapshot's instances"
+        );
+        assert_eq!(ips(&three).len(), 3, "and the newer list was kept");
     }
 
     #[test]
@@ -427,7 +536,14 @@ mod tests {
         let mut firsts = std::collections::BTreeSet::new();
         let rounds = 4000;
         for _ in 0..rounds {
-            let answer = zone().answer(&catalog, &qname, RecordType::A, web(None), &mut rng);
+            let answer = zone().answer(
+                &catalog,
+                &CandidateCache::default(),
+                &qname,
+                RecordType::A,
+                web(None),
+                &mut rng,
+            );
             let first = answer.answers[0].data.to_string();
             heavy_first += usize::from(first == "10.0.0.100");
             firsts.insert(first);

@@ -8,7 +8,7 @@
 //! agent is authoritative for its domain only and does not recurse). Nothing a client sends
 //! can make it panic.
 
-use super::answer::{Answer, Zone};
+use super::answer::{Answer, CandidateCache, Zone};
 use super::name;
 use crate::metrics::DnsMetrics;
 use crate::snapshots::Snapshots;
@@ -27,6 +27,7 @@ pub const MAX_UDP_PAYLOAD: u16 = 4096;
 /// Answers questions about the agent's zone.
 pub struct Handler {
     zone: Zone,
+    cache: CandidateCache,
     snapshots: Arc<Snapshots>,
     metrics: DnsMetrics,
 }
@@ -36,6 +37,7 @@ impl Handler {
     pub fn new(zone: Zone, snapshots: Arc<Snapshots>, metrics: DnsMetrics) -> Self {
         Handler {
             zone,
+            cache: CandidateCache::default(),
             snapshots,
             metrics,
         }
@@ -68,9 +70,14 @@ impl Handler {
         let lookup = name::parse(labels, &self.zone.node.datacenter).ok();
         let catalog = self.snapshots.load();
         let mut rng = fastrand::Rng::new();
-        Ok(self
-            .zone
-            .answer(&catalog, &qname, query.query_type(), lookup, &mut rng))
+        Ok(self.zone.answer(
+            &catalog,
+            &self.cache,
+            &qname,
+            query.query_type(),
+            lookup,
+            &mut rng,
+        ))
     }
 }
 
