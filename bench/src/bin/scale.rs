@@ -211,8 +211,19 @@ async fn memory_only(
     let small_rss = process.memory_kib()?.rss_kib;
     let seconds = register_range(args, 0, args.instances).await?;
     let large_rss = process.memory_kib()?.rss_kib;
-    let growth = large_rss.saturating_sub(small_rss) as f64 * 1024.0 / args.instances as f64;
     let mut table = Table::new();
+    memory_rows(&mut table, args, seconds, small_rss, large_rss);
+    println!(
+        "{}",
+        table.render("Scale: memory per instance without the gateway (scale --memory-only)")
+    );
+    Ok(())
+}
+
+/// The rows both reports share: catalog size, registration rate, and the agent's RSS growth
+/// per added instance against the 1 KiB target.
+fn memory_rows(table: &mut Table, args: &Args, seconds: f64, small_rss: u64, large_rss: u64) {
+    let growth = large_rss.saturating_sub(small_rss) as f64 * 1024.0 / args.instances as f64;
     table
         .row(
             "instances / services",
@@ -223,7 +234,7 @@ async fn memory_only(
             ),
         )
         .row(
-            "registrations/s (durable)",
+            format!("registrations/s (durable, {} clients)", args.clients),
             Rate(args.instances as f64 / seconds),
         )
         .row(
@@ -234,11 +245,6 @@ async fn memory_only(
             "**RSS growth per added instance** (target ≤ 1,024 B)",
             format!("{growth:.0} B {}", verdict(growth <= 1024.0)),
         );
-    println!(
-        "{}",
-        table.render("Scale: memory per instance without the gateway (scale --memory-only)")
-    );
-    Ok(())
 }
 
 /// Catalog sizes (added instances) measured on the way to `total`: each tenfold step from
@@ -408,37 +414,11 @@ async fn main() -> anyhow::Result<()> {
     let p99 = bucket_quantile(&b0, &b1, 0.99);
 
     let instances = args.instances + u64::from(fleet::DEFAULT_INSTANCES);
-    let growth_per_instance =
-        (large_rss.saturating_sub(small_rss)) as f64 * 1024.0 / args.instances as f64;
     let whole_per_instance = large_rss as f64 * 1024.0 / instances as f64;
     let ratio = large.per_second / small.per_second.max(1.0);
     let mut table = Table::new();
+    memory_rows(&mut table, &args, seconds, small_rss, large_rss);
     table
-        .row(
-            "instances / services",
-            format!(
-                "{} / {}",
-                Count(instances),
-                Count(args.instances.div_ceil(args.per_service) + 1)
-            ),
-        )
-        .row(
-            "registrations/s (durable, {clients} clients)"
-                .replace("{clients}", &args.clients.to_string()),
-            Rate(args.instances as f64 / seconds),
-        )
-        .row(
-            "agent RSS, 10 instances → all",
-            format!("{} KiB → {} KiB", Count(small_rss), Count(large_rss)),
-        )
-        .row(
-            "**RSS growth per added instance** (target ≤ 1,024 B)",
-            format!(
-                "{:.0} B {}",
-                growth_per_instance,
-                verdict(growth_per_instance <= 1024.0)
-            ),
-        )
         .row(
             "whole RSS per instance",
             format!("{whole_per_instance:.0} B"),

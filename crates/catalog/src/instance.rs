@@ -183,7 +183,7 @@ fn validate_address(field: &str, address: &str) -> Result<(), ValidationError> {
 
 fn validate_meta(meta: &Meta) -> Result<(), ValidationError> {
     count("Meta", meta.len(), "pairs", limits::META_PAIRS_MAX)?;
-    for (key, value) in meta {
+    for (key, value) in meta.iter() {
         let field = format!("Meta.{key}");
         if key.is_empty() || key.len() > limits::META_KEY_MAX {
             return Err(ValidationError::new(

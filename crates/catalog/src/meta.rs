@@ -29,11 +29,6 @@ impl Meta {
             .map(|at| &*self.0[at].1)
     }
 
-    /// Whether `key` is present.
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.get(key).is_some()
-    }
-
     /// Number of pairs.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -80,15 +75,6 @@ impl From<BTreeMap<String, String>> for Meta {
                 .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
                 .collect(),
         )
-    }
-}
-
-impl<'a> IntoIterator for &'a Meta {
-    type Item = (&'a str, &'a str);
-    type IntoIter = Box<dyn ExactSizeIterator<Item = (&'a str, &'a str)> + 'a>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Read-side queries over a catalog snapshot. Nothing here allocates per instance beyond the
 //! view it returns, and nothing blocks: a snapshot is immutable.
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ServiceEntry};
 use crate::check::Check;
 use crate::instance::Instance;
 use crate::names::ServiceName;
@@ -102,23 +102,22 @@ impl Catalog {
             })
     }
 
-    /// The name as registered of the service with instances that `name` names, compared
-    /// ignoring ASCII case (DNS names are case-insensitive, service names are stored as
-    /// registered). An exact match costs one lookup; otherwise every name is compared, but only
-    /// the name: no summary is built, so a query for a service that does not exist costs one
-    /// string comparison per service, not a walk over every instance.
-    pub fn service_named_ignoring_case(&self, name: &str) -> Option<&ServiceName> {
-        if let Some((stored, entry)) = self.services.get_key_value(name)
-            && !entry.instances.is_empty()
-        {
-            return Some(stored);
-        }
+    /// The name as registered, and the [`Catalog::service_index`], of the service with
+    /// instances that `name` names, compared ignoring ASCII case (DNS names are
+    /// case-insensitive, service names are stored as registered). An exact match costs one
+    /// lookup; otherwise every name is compared, but only the name: no summary is built, so a
+    /// query for a service that does not exist costs one string comparison per service, not a
+    /// walk over every instance.
+    pub fn live_service_ignoring_case(&self, name: &str) -> Option<(&ServiceName, u64)> {
         self.services
-            .iter()
-            .find(|(stored, entry)| {
-                stored.as_str().eq_ignore_ascii_case(name) && !entry.instances.is_empty()
+            .get_key_value(name)
+            .and_then(live_entry)
+            .or_else(|| {
+                self.services
+                    .iter()
+                    .filter(|(stored, _)| stored.as_str().eq_ignore_ascii_case(name))
+                    .find_map(live_entry)
             })
-            .map(|(stored, _)| stored)
     }
 
     /// Whether `service` has at least one instance.
@@ -192,4 +191,11 @@ impl Catalog {
             .filter(|entry| !entry.instances.is_empty())
             .count()
     }
+}
+
+/// A service's name and index (as [`Catalog::service_index`] gives it) while it has instances.
+fn live_entry<'a>(
+    (stored, entry): (&'a ServiceName, &'a ServiceEntry),
+) -> Option<(&'a ServiceName, u64)> {
+    (!entry.instances.is_empty()).then_some((stored, entry.modify_index.max(1)))
 }

@@ -249,8 +249,8 @@ fn a_service_is_found_by_its_name_in_any_case_and_only_while_it_has_instances() 
     apply(&mut catalog, &register(instance("web-1", "Web"), vec![]));
     let found = |name: &str| {
         catalog
-            .service_named_ignoring_case(name)
-            .map(|stored| stored.as_str().to_owned())
+            .live_service_ignoring_case(name)
+            .map(|(stored, _)| stored.as_str().to_owned())
     };
     assert_eq!(found("Web").as_deref(), Some("Web"));
     assert_eq!(found("web").as_deref(), Some("Web"));
@@ -259,7 +259,7 @@ fn a_service_is_found_by_its_name_in_any_case_and_only_while_it_has_instances() 
 
     apply(&mut catalog, &Command::Deregister(instance_id("web-1")));
     assert_eq!(
-        catalog.service_named_ignoring_case("web"),
+        catalog.live_service_ignoring_case("web"),
         None,
         "a service whose last instance left is not found"
     );

@@ -105,8 +105,11 @@ pub fn prepare(headers: &mut HeaderMap, client: &Client, host: Option<&str>) {
     }
 
     if headers.contains_key(&X_FORWARDED_FOR) {
-        let text = client.for_header.to_str().unwrap_or_default().to_owned();
-        append(headers, X_FORWARDED_FOR, &text);
+        append(
+            headers,
+            X_FORWARDED_FOR,
+            client.for_header.to_str().unwrap_or_default(),
+        );
     } else {
         headers.insert(X_FORWARDED_FOR, client.for_header.clone());
     }

@@ -159,15 +159,13 @@ impl Zone {
         rng: &mut fastrand::Rng,
     ) -> Vec<Candidate> {
         // Service names are stored as registered; DNS names are case-insensitive.
-        let Some(stored) = catalog.service_named_ignoring_case(service) else {
+        let Some((stored, index)) = catalog.live_service_ignoring_case(service) else {
             return Vec::new();
         };
         let stored = stored.as_str();
         // Tag lookups (`tag.web.service.consul`) are rare: listed afresh, not cached per tag.
         let listed: Arc<[Candidate]> = match tag {
-            None => cache.get_or_list(stored, catalog.service_index(stored), || {
-                self.qualifying(catalog, stored, None)
-            }),
+            None => cache.get_or_list(stored, index, || self.qualifying(catalog, stored, None)),
             Some(_) => self.qualifying(catalog, stored, tag).into(),
         };
         let mut keyed: Vec<(f64, Candidate)> = listed
