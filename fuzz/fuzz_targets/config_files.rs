@@ -12,7 +12,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
-use wayfinder_catalog::{Catalog, Command};
+use wayfinder_catalog::Catalog;
 use wayfinder_server::acl::config::AclConfig;
 use wayfinder_server::config::service_files::{ConfigErrorKind, ScriptPolicy, load_bytes};
 
@@ -29,17 +29,7 @@ fuzz_target!(|data: &[u8]| {
         match load_bytes(Path::new(name), data.to_vec(), SCRIPTS) {
             Ok(definitions) => {
                 let mut catalog = Catalog::new(1);
-                let commands = definitions
-                    .services
-                    .into_iter()
-                    .map(|r| Command::Register(Box::new(r)))
-                    .chain(
-                        definitions
-                            .checks
-                            .into_iter()
-                            .map(|c| Command::RegisterCheck(Box::new(c))),
-                    );
-                for command in commands {
+                for command in definitions.into_commands() {
                     let _ = catalog.apply(catalog.index() + 1, &command);
                 }
             }

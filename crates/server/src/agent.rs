@@ -156,17 +156,7 @@ impl Reloader {
             .iter()
             .filter_map(|c| c.id.clone())
             .collect();
-        let commands: Vec<Command> = definitions
-            .services
-            .into_iter()
-            .map(|r| Command::Register(Box::new(r)))
-            .chain(
-                definitions
-                    .checks
-                    .into_iter()
-                    .map(|c| Command::RegisterCheck(Box::new(c))),
-            )
-            .collect();
+        let commands: Vec<Command> = definitions.into_commands().collect();
         // Dry run on a copy (an O(1) clone): a definition the catalog refuses (a check for an
         // unknown service, an ID owned by an API registration) must stop the whole load before
         // anything is written, never half-load.

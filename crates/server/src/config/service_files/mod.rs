@@ -38,7 +38,7 @@ mod tests;
 use loader::Loader;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use wayfinder_catalog::{CheckDefinition, Registration};
+use wayfinder_catalog::{CheckDefinition, Command, Registration};
 
 /// Everything the agent should hold from its config dir, ready for the write path.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -54,6 +54,21 @@ pub struct Definitions {
     /// Every file read, in load order, including files that defined nothing; for logs and for
     /// telling the operator what a reload looked at.
     pub files: Vec<PathBuf>,
+}
+
+impl Definitions {
+    /// The catalog commands the services and checks stand for, in load order: every
+    /// registration, then every check.
+    pub fn into_commands(self) -> impl Iterator<Item = Command> {
+        self.services
+            .into_iter()
+            .map(|r| Command::Register(Box::new(r)))
+            .chain(
+                self.checks
+                    .into_iter()
+                    .map(|c| Command::RegisterCheck(Box::new(c))),
+            )
+    }
 }
 
 /// Which script checks the agent runs. Both default to off, as in Consul: a script check runs
