@@ -15,7 +15,7 @@
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -53,11 +53,10 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     runtime: Option<Handle>,
-    /// Which checks this agent runs; every check unless the agent shares its catalog.
-    ownership: RwLock<Ownership>,
-    /// Held by [`Scheduler::update`] and [`Scheduler::sync`], so an update that read the old
-    /// ownership cannot start a runner after a sync under the new one stopped it.
-    reconciling: Mutex<()>,
+    /// Which checks this agent runs; every check unless the agent shares its catalog. Held by
+    /// [`Scheduler::update`] and [`Scheduler::sync`] for their whole pass, so an update that
+    /// read the old ownership cannot start a runner after a sync under the new one stopped it.
+    ownership: Mutex<Ownership>,
 }
 
 /// The scheduler's side of a runner: the definition it runs (to notice redefinitions), what it
@@ -92,8 +91,7 @@ impl Scheduler {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 runtime: Handle::try_current().ok(),
-                ownership: RwLock::new(Arc::new(|_: &CheckId| true)),
-                reconciling: Mutex::new(()),
+                ownership: Mutex::new(Arc::new(|_: &CheckId| true)),
             }),
         }
     }
@@ -110,8 +108,7 @@ impl Scheduler {
     /// none, a new runner if its kind or policy changed, and otherwise its runner learns the
     /// catalog's current status; a check no longer in the catalog has its runner stopped.
     pub fn update<'a>(&self, catalog: &Catalog, checks: impl IntoIterator<Item = &'a CheckId>) {
-        let _reconciling = self.lock_reconciling();
-        let owns = self.ownership();
+        let owns = self.lock_ownership();
         for id in checks {
             match catalog.check(id.as_str()) {
                 Some(check) if runs_here(check, &owns) => self.reconcile(check),
@@ -125,27 +122,12 @@ impl Scheduler {
     /// live members). Takes effect for the next [`Scheduler::update`]; call
     /// [`Scheduler::sync`] to apply it to every check at once.
     pub fn set_ownership(&self, ownership: Ownership) {
-        let _reconciling = self.lock_reconciling();
-        *self
-            .inner
-            .ownership
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = ownership;
+        *self.lock_ownership() = ownership;
     }
 
-    fn ownership(&self) -> Ownership {
-        Arc::clone(
-            &self
-                .inner
-                .ownership
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
-    }
-
-    fn lock_reconciling(&self) -> std::sync::MutexGuard<'_, ()> {
+    fn lock_ownership(&self) -> MutexGuard<'_, Ownership> {
         self.inner
-            .reconciling
+            .ownership
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -154,8 +136,7 @@ impl Scheduler {
     /// the catalog no longer holds are stopped. For start-up, and for resynchronising after the
     /// catalog was replaced wholesale (a store restore, an etcd resync).
     pub fn sync(&self, catalog: &Catalog) {
-        let _reconciling = self.lock_reconciling();
-        let owns = self.ownership();
+        let owns = self.lock_ownership();
         for check in catalog.checks() {
             if runs_here(check, &owns) {
                 self.reconcile(check);
