@@ -17,9 +17,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use wayfinder_client::blocking::Backoff;
 use wayfinder_store::{EtcdStore, LeaseState, MemberChange, MemberRecord};
 
-/// The first pause after a failed etcd call; doubled after each further failure.
+/// The first pause after a failed etcd call; doubled after each further failure (with jitter,
+/// [`Backoff`], so agents that lost etcd together do not retry together).
 const RETRY_MIN: Duration = Duration::from_millis(200);
 /// The longest pause between attempts.
 const RETRY_MAX: Duration = Duration::from_secs(2);
@@ -110,11 +112,11 @@ struct LeaseHolder {
 
 impl LeaseHolder {
     async fn run(self) {
-        let mut backoff = RETRY_MIN;
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         while !self.stop.is_cancelled() {
             match self.join().await {
                 Ok(lease) => {
-                    backoff = RETRY_MIN;
+                    backoff.reset();
                     self.lease.store(lease, Ordering::Release);
                     tracing::info!(
                         member = %self.record.id, lease, ttl = ?self.ttl,
@@ -124,11 +126,11 @@ impl LeaseHolder {
                     self.lease.store(NO_LEASE, Ordering::Release);
                 }
                 Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "cannot join the cluster yet");
-                    if !pause(&self.stop, backoff).await {
+                    let retry_in = backoff.next_delay();
+                    tracing::warn!(%error, ?retry_in, "cannot join the cluster yet");
+                    if !pause(&self.stop, retry_in).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
             }
         }
@@ -191,19 +193,22 @@ struct MemberFollower {
 impl MemberFollower {
     /// Reads the set, then follows its watch; reads it again whenever the watch ends.
     async fn run(self) {
-        let mut backoff = RETRY_MIN;
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         while !self.stop.is_cancelled() {
-            tokio::select! {
+            let retry_in = tokio::select! {
                 () = self.stop.cancelled() => return,
                 result = self.follow_once() => match result {
-                    Ok(()) => backoff = RETRY_MIN,
+                    Ok(()) => {
+                        backoff.reset();
+                        RETRY_MIN
+                    }
                     Err(error) => {
                         tracing::debug!(%error, "member watch failed; reading the set again");
-                        backoff = (backoff * 2).min(RETRY_MAX);
+                        backoff.next_delay()
                     }
                 },
-            }
-            if !pause(&self.stop, backoff).await {
+            };
+            if !pause(&self.stop, retry_in).await {
                 return;
             }
         }
