@@ -25,10 +25,16 @@
 //! request now?"; the proxy asks through the balancer's `accept` filter.
 //!
 //! Concurrency: one `std::sync::Mutex` per service, held for a hash lookup and a few
-//! assignments. Only an ejection attempt scans the service's instances to apply the cap; that
-//! happens at most once per failure past the threshold, and services have tens of instances.
+//! assignments. Only an ejection attempt scans the instances with a record to apply the cap;
+//! that happens at most once per failure past the threshold.
+//!
+//! Memory: an instance that has never failed (or has fully recovered) costs one shared ID
+//! pointer in the member set, nothing more; state is kept only for instances with something to
+//! remember. With 100,000 routed instances the per-instance state map was ~100 B of the
+//! gateway's footprint per instance (issue 10), for instances that almost never fail.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -130,13 +136,42 @@ pub enum OutlierConfigError {
 #[derive(Debug)]
 pub struct OutlierDetector {
     config: OutlierConfig,
-    instances: Mutex<HashMap<String, InstanceState>>,
+    instances: Mutex<Instances>,
     ejections: AtomicU64,
     suppressed: AtomicU64,
 }
 
+/// The service's instances, and what is remembered about the few that need it.
+#[derive(Debug, Default)]
+struct Instances {
+    /// Every instance of the service, as the caller last said.
+    members: HashSet<Arc<str>>,
+    /// The members whose state is not the default (failures, ejections, back-off); a member
+    /// absent here is healthy with nothing to forgive.
+    states: HashMap<Arc<str>, InstanceState>,
+}
+
+impl Instances {
+    /// The state of member `id`, made on first use; `None` for an ID that is not a member.
+    fn state_mut(&mut self, id: &str) -> Option<&mut InstanceState> {
+        let key = self.members.get(id)?;
+        Some(self.states.entry(Arc::clone(key)).or_default())
+    }
+
+    /// Drops `id`'s state if it is back to the default, so that it costs nothing again.
+    fn tidy(&mut self, id: &str) {
+        if self
+            .states
+            .get(id)
+            .is_some_and(|state| *state == InstanceState::default())
+        {
+            self.states.remove(id);
+        }
+    }
+}
+
 /// What the detector remembers about one instance.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct InstanceState {
     /// Failures since the last success or ejection.
     consecutive_failures: u32,
@@ -184,7 +219,7 @@ impl OutlierDetector {
         config.validate()?;
         Ok(OutlierDetector {
             config,
-            instances: Mutex::new(HashMap::new()),
+            instances: Mutex::new(Instances::default()),
             ejections: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
         })
@@ -202,25 +237,16 @@ impl OutlierDetector {
     /// the ejections closest to their end are cut short (the instances go on probation) until
     /// the cap holds again: a service must not be left unreachable because its healthy
     /// instances left.
-    pub fn set_members<I>(&self, ids: I, now: Nanos)
-    where
-        I: IntoIterator,
-        I::Item: AsRef<str>,
-    {
+    ///
+    /// The IDs are shared, not copied: pass the same `Arc<str>`s the caller's endpoints hold.
+    pub fn set_members(&self, ids: impl IntoIterator<Item = Arc<str>>, now: Nanos) {
         let mut instances = self.lock();
-        let mut kept = HashMap::new();
-        for id in ids {
-            let id = id.as_ref();
-            if kept.contains_key(id) {
-                continue;
-            }
-            let state = instances.remove(id).unwrap_or_default();
-            kept.insert(id.to_owned(), state);
-        }
-        *instances = kept;
+        instances.members = ids.into_iter().collect();
+        let Instances { members, states } = &mut *instances;
+        states.retain(|id, _| members.contains(id));
 
-        let allowed = self.max_ejected(instances.len());
-        let mut ejected: Vec<&mut InstanceState> = instances
+        let allowed = self.max_ejected(members.len());
+        let mut ejected: Vec<&mut InstanceState> = states
             .values_mut()
             .filter(|state| state.phase(now) == Phase::Ejected)
             .collect();
@@ -236,7 +262,8 @@ impl OutlierDetector {
     /// answer is to a request sent before the ejection.
     pub fn record_success(&self, id: &str, now: Nanos) {
         let mut instances = self.lock();
-        let Some(state) = instances.get_mut(id) else {
+        // The common case, a healthy instance with nothing on record, is one failed lookup.
+        let Some(state) = instances.states.get_mut(id) else {
             return;
         };
         match state.phase(now) {
@@ -251,6 +278,7 @@ impl OutlierDetector {
                 state.forgive(now, self.config.max_ejection);
             }
         }
+        instances.tidy(id);
     }
 
     /// Records a request to `id` that failed. Returns the ejection's length if this failure
@@ -259,7 +287,7 @@ impl OutlierDetector {
     /// Ignored while the instance is ejected (the request was sent before the ejection).
     pub fn record_failure(&self, id: &str, now: Nanos) -> Option<Duration> {
         let mut instances = self.lock();
-        let state = instances.get_mut(id)?;
+        let state = instances.state_mut(id)?;
         let phase = state.phase(now);
         if phase == Phase::Ejected {
             return None;
@@ -271,9 +299,11 @@ impl OutlierDetector {
             return None;
         }
 
-        // This instance is not ejected now, so it is not among those counted.
-        let members = instances.len();
+        // This instance is not ejected now, so it is not among those counted; a member without
+        // a record is not ejected either.
+        let members = instances.members.len();
         let ejected = instances
+            .states
             .values()
             .filter(|other| other.phase(now) == Phase::Ejected)
             .count();
@@ -282,7 +312,7 @@ impl OutlierDetector {
             return None;
         }
 
-        let state = instances.get_mut(id)?;
+        let state = instances.states.get_mut(id)?;
         let length = self.ejection_length(state.ejections);
         state.ejected_until = Some(now + length);
         state.ejections = state.ejections.saturating_add(1);
@@ -296,6 +326,7 @@ impl OutlierDetector {
     /// detector does not know are available (health is not this module's call).
     pub fn is_available(&self, id: &str, now: Nanos) -> bool {
         self.lock()
+            .states
             .get(id)
             .is_none_or(|state| state.phase(now) != Phase::Ejected)
     }
@@ -305,9 +336,10 @@ impl OutlierDetector {
     pub fn ejected(&self, now: Nanos) -> Vec<(String, Duration)> {
         let mut ejected: Vec<(String, Duration)> = self
             .lock()
+            .states
             .iter()
             .filter_map(|(id, state)| match state.ejected_until {
-                Some(until) if now < until => Some((id.clone(), until.saturating_since(now))),
+                Some(until) if now < until => Some((id.to_string(), until.saturating_since(now))),
                 _ => None,
             })
             .collect();
@@ -317,7 +349,7 @@ impl OutlierDetector {
 
     /// How many instances the detector currently counts as the service.
     pub fn members(&self) -> usize {
-        self.lock().len()
+        self.lock().members.len()
     }
 
     /// Ejections made since the detector was built: a counter for metrics.
@@ -347,7 +379,7 @@ impl OutlierDetector {
 
     /// The instances. Nothing in this module panics while holding the lock, so a poisoned lock
     /// (a panic elsewhere in the thread) still guards consistent state.
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, InstanceState>> {
+    fn lock(&self) -> MutexGuard<'_, Instances> {
         self.instances
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -367,7 +399,7 @@ mod tests {
 
     fn detector(config: OutlierConfig, ids: &[&str]) -> OutlierDetector {
         let detector = OutlierDetector::new(config).expect("valid config");
-        detector.set_members(ids, Nanos::ZERO);
+        detector.set_members(ids.iter().copied().map(Arc::from), Nanos::ZERO);
         detector
     }
 
@@ -526,16 +558,40 @@ mod tests {
         assert_eq!(d.members(), 2);
 
         assert_eq!(fail_times(&d, "a", 4, now), None);
-        d.set_members(["b", "c", "a"], now);
+        d.set_members(["b", "c", "a"].map(Arc::from), now);
         assert_eq!(d.members(), 3);
         // a kept its count.
         assert_eq!(d.record_failure("a", now), Some(SECOND));
-        d.set_members(["b", "c"], now);
+        d.set_members(["b", "c"].map(Arc::from), now);
         assert!(d.is_available("a", now));
         assert!(d.ejected(now).is_empty());
         // Re-added, it starts over.
-        d.set_members(["a", "b", "c"], now);
+        d.set_members(["a", "b", "c"].map(Arc::from), now);
         assert_eq!(fail_times(&d, "a", 4, now), None);
+    }
+
+    #[test]
+    fn only_instances_with_something_to_remember_have_a_record() {
+        let d = detector(OutlierConfig::default(), &["a", "b", "c", "d"]);
+        let now = at(0);
+        d.record_success("a", now);
+        // A success on a clean instance records nothing.
+        assert_eq!(d.lock().states.len(), 0);
+        assert_eq!(fail_times(&d, "b", 2, now), None);
+        assert_eq!(d.lock().states.len(), 1);
+        // A success resets the count: nothing left to remember.
+        d.record_success("b", now);
+        assert_eq!(d.lock().states.len(), 0);
+        // Ejected, then re-admitted: the back-off is remembered until it is forgiven.
+        assert_eq!(fail_times(&d, "c", 5, now), Some(SECOND));
+        d.record_success("c", at(2));
+        assert_eq!(d.lock().states.len(), 1);
+        d.record_success("c", at(2) + DEFAULT_MAX_EJECTION);
+        assert_eq!(d.lock().states.len(), 0);
+        // Departed members' records go with them.
+        assert_eq!(fail_times(&d, "d", 1, now), None);
+        d.set_members(["a", "b", "c"].map(Arc::from), now);
+        assert_eq!(d.lock().states.len(), 0);
     }
 
     #[test]
@@ -546,7 +602,7 @@ mod tests {
         assert_eq!(fail_times(&d, "b", 5, at(1)), Some(SECOND));
         // a is out until 3 s, b until 2 s. With only a and b left, one may stay out: the one
         // ending later.
-        d.set_members(["a", "b"], at(1));
+        d.set_members(["a", "b"].map(Arc::from), at(1));
         assert!(d.is_available("b", at(1)));
         assert!(!d.is_available("a", at(1)));
         // b is on probation: one more failure would eject it again, but the cap forbids that.
@@ -591,7 +647,7 @@ mod tests {
             let names: Vec<String> = (0..POOL).map(|i| format!("i{i}")).collect();
             let d = OutlierDetector::new(config).expect("valid config");
             let mut now = Nanos(1_000);
-            d.set_members(&names, now);
+            d.set_members(names.iter().map(|n| Arc::from(n.as_str())), now);
             for event in events {
                 match event {
                     // Instance 0 only ever succeeds.
@@ -611,7 +667,7 @@ mod tests {
                             .zip(keep)
                             .enumerate()
                             .filter(|(i, (_, keep))| *i == 0 || *keep)
-                            .map(|(_, (name, _))| name.as_str());
+                            .map(|(_, (name, _))| Arc::from(name.as_str()));
                         d.set_members(ids, now);
                     }
                 }

@@ -457,8 +457,9 @@ impl Builder {
         }
         *since = live;
         targets.shrink_to_fit();
-        let ids: Vec<&str> = targets.iter().map(|t| &*t.id).collect();
-        service.outliers.set_members(&ids, now);
+        service
+            .outliers
+            .set_members(targets.iter().map(|t| Arc::clone(&t.id)), now);
         let set = service.backends.load().set.update(endpoints);
         service.backends.store(Arc::new(Backends { set, targets }));
     }
