@@ -14,8 +14,12 @@ use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
+
+/// Pause after a failed connect before a load loop tries again (see [`Connection::reopen`]).
+pub const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 
 /// An open HTTP/1.1 connection; requests on it are sent one at a time.
 pub struct Connection {
@@ -69,6 +73,20 @@ impl Connection {
             sender,
             driver,
         })
+    }
+
+    /// Opens a fresh connection for a load loop that lost its last one, within `limit`. The
+    /// error says what went wrong, ready for the loop's failure count; after a failed connect
+    /// it has already paused for [`RECONNECT_PAUSE`], so a dead peer is not spun on.
+    pub async fn reopen(addr: SocketAddr, limit: Duration) -> Result<Self, String> {
+        match tokio::time::timeout(limit, Self::open(addr)).await {
+            Ok(Ok(fresh)) => Ok(fresh),
+            Ok(Err(error)) => {
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+                Err(format!("{error:#}"))
+            }
+            Err(_) => Err("connect timed out".to_owned()),
+        }
     }
 
     /// Sends one request and reads the whole response.

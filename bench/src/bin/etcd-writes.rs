@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::{Instant, timeout};
 use wayfinder_bench::args::{AgentArgs, duration, loopback_addr};
-use wayfinder_bench::client::Connection;
+use wayfinder_bench::client::{Connection, RECONNECT_PAUSE};
 use wayfinder_bench::latency::{Latencies, Millis};
 use wayfinder_bench::procfs::{CpuMark, Process};
 use wayfinder_bench::report::{Count, Grid, Rate, Ratio};
@@ -56,8 +56,6 @@ const ID_PREFIX: &str = "bench-";
 const PROBE_ID: &str = "probe-0000000";
 /// etcd's counter of WAL fsyncs (a histogram's count), in its Prometheus `/metrics`.
 const WAL_FSYNCS: &str = "etcd_disk_wal_fsync_duration_seconds_count";
-/// Pause before reconnecting after a failed request, so a dead peer is not spun on.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Parser, Debug)]
 #[command(about = "Registrations through an agent on etcd, against etcd's own Put rate")]
@@ -365,13 +363,9 @@ async fn register_loop(connection: Connection, addr: SocketAddr, bounds: Arc<Bou
     let mut connection = Some(connection);
     while let Some(ticket) = bounds.next() {
         let Some(open) = connection.as_mut() else {
-            match timeout(bounds.request_timeout, Connection::open(addr)).await {
-                Ok(Ok(fresh)) => connection = Some(fresh),
-                Ok(Err(error)) => {
-                    outcome.failure(format!("{error:#}"));
-                    tokio::time::sleep(RECONNECT_PAUSE).await;
-                }
-                Err(_) => outcome.failure("connect timed out".to_owned()),
+            match Connection::reopen(addr, bounds.request_timeout).await {
+                Ok(fresh) => connection = Some(fresh),
+                Err(problem) => outcome.failure(problem),
             }
             continue;
         };

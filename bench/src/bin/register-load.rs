@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 use wayfinder_bench::args::{AgentArgs, duration};
 use wayfinder_bench::client::{Connection, get_json};
 use wayfinder_bench::latency::{Latencies, Millis};
@@ -33,8 +33,6 @@ const MAX_COUNT: u64 = 1_000_000;
 const MAX_CLIENTS: u32 = 1024;
 /// Instance IDs this benchmark registers start with this.
 const ID_PREFIX: &str = "bench-";
-/// Pause before reconnecting after a failed request, so a dead agent is not spun on.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Parser, Debug)]
 #[command(about = "Registrations per second against a running agent (durable write path)")]
@@ -322,13 +320,9 @@ async fn client_loop(client: usize, connection: Connection, plan: Arc<Plan>) -> 
         }
 
         let Some(open) = connection.as_mut() else {
-            match timeout(plan.request_timeout, Connection::open(plan.addr)).await {
-                Ok(Ok(fresh)) => connection = Some(fresh),
-                Ok(Err(error)) => {
-                    outcome.problem(measured, true, format!("{error:#}"));
-                    sleep(RECONNECT_PAUSE).await;
-                }
-                Err(_) => outcome.problem(measured, true, "connect timed out".to_owned()),
+            match Connection::reopen(plan.addr, plan.request_timeout).await {
+                Ok(fresh) => connection = Some(fresh),
+                Err(problem) => outcome.problem(measured, true, problem),
             }
             continue;
         };
